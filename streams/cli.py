@@ -1,0 +1,81 @@
+"""The ``coursepulse`` command line: worker, demo, simulator, schemas, topics."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+__all__ = ["build_parser", "main"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every subcommand (also used by tests of deploy/ files)."""
+    parser = argparse.ArgumentParser(prog="coursepulse", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    sub.add_parser("worker", help="run a stream-processing worker (embedded broker/Redis when none is configured)")
+
+    demo = sub.add_parser("demo", help="broker, Redis, workers, simulated traffic and a live view")
+    demo.add_argument("--duration", type=float, default=None, help="seconds to run (default: until Ctrl-C)")
+    demo.add_argument("--headless", action="store_true", help="no live view; log a line every few seconds")
+    demo.add_argument("--summary-json", type=Path, default=None, help="write a JSON summary of the run here")
+    demo.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    demo.add_argument("--rate", type=float, default=300.0, help="simulated events per second (default 300)")
+    demo.add_argument("--users", type=int, default=2000, help="simulated users (default 2000)")
+    demo.add_argument("--days", type=float, default=60.0, help="simulated days of history (default 60)")
+    demo.add_argument("--bad-fraction", type=float, default=0.01, help="share of malformed or repeated records injected (default 0.01)")
+    demo.add_argument("--seed", type=int, default=7)
+
+    sim = sub.add_parser("simulate", help="simulate a course platform: to a JSON Lines file or to the topics")
+    sim.add_argument("--users", type=int, default=2000)
+    sim.add_argument("--courses", type=int, default=120)
+    sim.add_argument("--days", type=float, default=60.0)
+    sim.add_argument("--seed", type=int, default=7)
+    sim.add_argument("--start", default=None, help="start of simulated time, ISO-8601 (default: now - days)")
+    sim.add_argument("--out", type=Path, default=None, help="write events here (JSON Lines) instead of to Kafka")
+    sim.add_argument("--truth-dir", type=Path, default=None, help="write ground truth (truth.json, labels.csv) here")
+    sim.add_argument("--rate", type=float, default=0.0, help="events/s when producing to Kafka (0: as fast as possible)")
+    sim.add_argument("--duration", type=float, default=None, help="stop producing after this many seconds")
+    sim.add_argument("--bad-fraction", type=float, default=0.0, help="share of malformed or repeated records injected")
+
+    sch = sub.add_parser("schemas", help="write a JSON Schema document per topic")
+    sch.add_argument("--out", type=Path, required=True)
+
+    sub.add_parser("topics", help="create every topic with its partition count (idempotent)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``coursepulse`` command."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.command == "schemas":
+        from schemas.jsonschema import write_schemas
+
+        for path in write_schemas(args.out):
+            print(path)
+        return 0
+    if args.command == "worker":
+        from streams.runner import run_worker
+
+        return run_worker()
+    if args.command == "topics":
+        from streams.runner import create_topics
+
+        return create_topics()
+    if args.command == "simulate":
+        from streams.runner import run_simulate
+
+        return run_simulate(args)
+    if args.command == "demo":
+        from streams.demo import run_demo
+
+        return run_demo(args)
+    return 2  # pragma: no cover - argparse rejects unknown commands
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

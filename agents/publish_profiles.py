@@ -1,0 +1,44 @@
+"""Publish changed user profiles, coalesced: at most one message per user per flush interval.
+
+The ingest agent marks users dirty; this timer turns each dirty user's state into a profile as
+of the partition's watermark, sends it to the compacted ``user-profiles`` topic and writes the
+serving copy to Redis in one pipeline.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from agents.ingest import partition_stats
+from models.profile import UserState, build_profile
+from schemas.codec import encode
+from streams import tables, topics
+from streams.app import app, settings
+from streams.metrics import metrics
+from streams.runtime import dirty_profiles, rules, serving
+
+__all__ = ["flush_profiles"]
+
+log = logging.getLogger(__name__)
+_LATENESS_MS = int(settings.allowed_lateness_s * 1000)
+
+
+@app.timer(settings.profile_flush_s)
+async def flush_profiles() -> None:
+    """Send every dirty user's profile once; copy them to Redis."""
+    if not dirty_profiles:
+        return
+    batch = list(dirty_profiles.items())
+    dirty_profiles.clear()
+    served: list[tuple[str, bytes]] = []
+    for user_id, partition in batch:
+        raw = tables.users.get(user_id)
+        if raw is None:  # partition moved to another worker since it was marked
+            continue
+        stats = partition_stats(partition)
+        profile = build_profile(UserState.from_dict(raw), stats.watermark(_LATENESS_MS), stats.avg_ltv, rules)
+        value = encode(profile)
+        await topics.user_profiles.send(key=user_id.encode(), value=value, partition=partition)
+        metrics.inc("profiles_published", profile.segment)
+        served.append((user_id, value))
+    await serving.put_many("profile", served)

@@ -1,0 +1,304 @@
+"""Per-user state and the profile computed from it: activity, loyalty, RFM, lifecycle segment.
+
+Plain objects, no Kafka: the live agent, offline replay and evaluation all run this code.
+Everything is in event time (epoch milliseconds); nothing reads the wall clock.
+
+The seed articles define activity = (logins + hours browsed + purchases + posts) / days and
+loyalty = purchases x spend x hours / average lifetime value. With the events we have:
+- logins -> sessions (a new session starts after 30 minutes without events),
+- hours browsed -> hours watched (sum of ``watch_seconds``),
+- posts -> shares,
+- days -> tenure in days (first event to the watermark, at least 1),
+- average lifetime value -> mean total spend of the paying users on the same partition
+  (users are spread evenly over partitions, so this estimates the platform-wide mean).
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from schemas.events import Event, Purchase, Share, View
+from schemas.outputs import UserProfile
+
+__all__ = ["DAY_MS", "PartitionStats", "SegmentRules", "UserState", "build_profile", "rfm_scores"]
+
+DAY_MS = 86_400_000
+SESSION_GAP_MS = 30 * 60 * 1000
+RECENT_WINDOW = 64
+
+
+@dataclass(frozen=True)
+class SegmentRules:
+    """Thresholds of the lifecycle segments, applied in this order.
+
+    churned: inactive >= ``churned_days``; dormant: >= ``dormant_days``;
+    at-risk: >= ``at_risk_days``; new: tenure < ``new_days``;
+    loyal: >= ``loyal_purchases`` purchases and tenure >= ``loyal_tenure_days``; else active.
+    """
+
+    at_risk_days: float = 7.0
+    dormant_days: float = 21.0
+    churned_days: float = 45.0
+    new_days: float = 14.0
+    loyal_purchases: int = 2
+    loyal_tenure_days: float = 30.0
+    completion: float = 0.9
+
+    def __post_init__(self) -> None:
+        if not 0 < self.at_risk_days < self.dormant_days < self.churned_days:
+            msg = f"need 0 < at_risk_days < dormant_days < churned_days, got {self.at_risk_days}, {self.dormant_days}, {self.churned_days}"
+            raise ValueError(msg)
+        if not 0 < self.completion <= 1:
+            msg = f"completion must be in (0, 1], got {self.completion}"
+            raise ValueError(msg)
+
+    def segment(self, days_inactive: float, tenure_days: float, purchases: int) -> str:
+        """The lifecycle segment for these measures."""
+        if days_inactive >= self.churned_days:
+            return "churned"
+        if days_inactive >= self.dormant_days:
+            return "dormant"
+        if days_inactive >= self.at_risk_days:
+            return "at-risk"
+        if tenure_days < self.new_days:
+            return "new"
+        if purchases >= self.loyal_purchases and tenure_days >= self.loyal_tenure_days:
+            return "loyal"
+        return "active"
+
+
+@dataclass
+class PartitionStats:
+    """What a partition knows beyond single users: its event-time high mark and spend totals."""
+
+    max_ts: int = 0
+    buyers: int = 0
+    spend: float = 0.0
+
+    def watermark(self, lateness_ms: int) -> int:
+        """Largest event time seen, less the allowed lateness."""
+        return max(0, self.max_ts - lateness_ms)
+
+    @property
+    def avg_ltv(self) -> float:
+        """Mean total spend of the paying users seen on this partition."""
+        return self.spend / self.buyers if self.buyers else 0.0
+
+    def observe(self, ts: int, amount: float = 0.0, new_buyer: bool = False) -> bool:
+        """Fold in one event's time and spend; return True when ``max_ts`` moved."""
+        self.spend += amount
+        self.buyers += new_buyer
+        if ts > self.max_ts:
+            self.max_ts = ts
+            return True
+        return False
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> PartitionStats:
+        return cls(**data) if data else cls()
+
+
+@dataclass
+class UserState:
+    """Everything kept per user. Stored in a changelog-backed table as a plain dict."""
+
+    user_id: str
+    first_ts: int = 0
+    last_ts: int = 0
+    views: int = 0
+    purchases: int = 0
+    shares: int = 0
+    sessions: int = 0
+    active_days: int = 0
+    watch_s: float = 0.0
+    spend: float = 0.0
+    completed: int = 0
+    last_purchase_ts: int = 0
+    plan: str | None = None
+    #: course_id -> [last_ts, max_progress, watch_s, purchased]; the most recent ``max_courses``
+    courses: dict[str, list[Any]] = field(default_factory=dict)
+    #: courses bought or completed, never to be recommended again (bounded)
+    owned: list[str] = field(default_factory=list)
+    #: recent event ids, oldest first (bounded): repeats are dropped
+    recent_ids: list[str] = field(default_factory=list)
+    #: recent event times and active days, sorted (bounded): sessions and days out of order
+    recent_ts: list[int] = field(default_factory=list)
+    recent_days: list[int] = field(default_factory=list)
+    referred_by: str | None = None
+    rec_views: int = 0
+    rec_purchases: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> UserState:
+        return cls(**data)
+
+    def seen(self, event_id: str) -> bool:
+        """Whether this event id was already applied (within the de-duplication window)."""
+        return event_id in self.recent_ids
+
+    def apply(
+        self,
+        event: Event,
+        *,
+        dedupe_window: int = 256,
+        max_courses: int = 50,
+        max_owned: int = 500,
+        completion: float = 0.9,
+    ) -> bool:
+        """Fold one event into the state; return False (and change nothing) for a repeat."""
+        if event.event_id in self.recent_ids:
+            return False
+        ids = self.recent_ids
+        ids.append(event.event_id)
+        if len(ids) > dedupe_window:
+            del ids[: len(ids) - dedupe_window]
+
+        ts = event.ts
+        if self.first_ts == 0 or ts < self.first_ts:
+            self.first_ts = ts
+        if ts > self.last_ts:
+            self.last_ts = ts
+        self._count_session_and_day(ts)
+
+        if isinstance(event, View):
+            self.views += 1
+            self.watch_s += event.watch_seconds
+            if event.rec_id is not None:
+                self.rec_views += 1
+            entry = self._course(event.course_id, ts, max_courses)
+            entry[2] += event.watch_seconds
+            if event.progress > entry[1]:
+                was_done = entry[1] >= completion
+                entry[1] = event.progress
+                if not was_done and event.progress >= completion:
+                    self.completed += 1
+                    self._own(event.course_id, max_owned)
+        elif isinstance(event, Purchase):
+            self.purchases += 1
+            self.spend += event.amount
+            self.last_purchase_ts = max(self.last_purchase_ts, ts)
+            if event.rec_id is not None:
+                self.rec_purchases += 1
+            if event.share_id is not None and self.referred_by is None:
+                self.referred_by = event.share_id
+            if event.plan is not None:
+                self.plan = event.plan
+            if event.course_id is not None:
+                self._course(event.course_id, ts, max_courses)[3] = 1
+                self._own(event.course_id, max_owned)
+        elif isinstance(event, Share):
+            self.shares += 1
+        return True
+
+    def _count_session_and_day(self, ts: int) -> None:
+        """Sessions and active days, exact for events out of order within the recent window.
+
+        Events of the three topics interleave in any order, so a session (events less than
+        ``SESSION_GAP_MS`` apart) is tracked over the sorted recent event times: an event far from
+        both neighbours opens a session; one that bridges two sessions merges them.
+        """
+        times = self.recent_ts
+        i = bisect.bisect_left(times, ts)
+        near_prev = i > 0 and ts - times[i - 1] <= SESSION_GAP_MS
+        near_next = i < len(times) and times[i] - ts <= SESSION_GAP_MS
+        if not near_prev and not near_next:
+            self.sessions += 1
+        elif near_prev and near_next and times[i] - times[i - 1] > SESSION_GAP_MS:
+            self.sessions -= 1
+        times.insert(i, ts)
+        if len(times) > RECENT_WINDOW:
+            del times[0]
+        day = ts // DAY_MS
+        days = self.recent_days
+        j = bisect.bisect_left(days, day)
+        if j == len(days) or days[j] != day:
+            self.active_days += 1
+            days.insert(j, day)
+            if len(days) > RECENT_WINDOW:
+                del days[0]
+
+    def _course(self, course_id: str, ts: int, max_courses: int) -> list[Any]:
+        entry = self.courses.get(course_id)
+        if entry is None:
+            entry = self.courses[course_id] = [ts, 0.0, 0.0, 0]
+            if len(self.courses) > max_courses:
+                oldest = min(self.courses, key=lambda c: self.courses[c][0])
+                del self.courses[oldest]
+        elif ts > entry[0]:
+            entry[0] = ts
+        return entry
+
+    def _own(self, course_id: str, max_owned: int) -> None:
+        if course_id not in self.owned:
+            self.owned.append(course_id)
+            if len(self.owned) > max_owned:
+                del self.owned[0]
+
+    def recent_courses(self, n: int = 10) -> list[str]:
+        """Most recently touched courses, newest first."""
+        return sorted(self.courses, key=lambda c: self.courses[c][0], reverse=True)[:n]
+
+
+def rfm_scores(recency_days: float, purchases: int, spend: float, avg_ltv: float) -> str:
+    """Recency, frequency and monetary scores 1..5 (5 best) as a 3-character string.
+
+    >>> rfm_scores(1.0, 3, 500.0, 200.0)
+    '545'
+    """
+    r = 5 if recency_days <= 3 else 4 if recency_days <= 7 else 3 if recency_days <= 14 else 2 if recency_days <= 30 else 1
+    f = 1 if purchases == 0 else 2 if purchases == 1 else 3 if purchases == 2 else 4 if purchases <= 4 else 5
+    if spend <= 0:
+        m = 1
+    elif avg_ltv <= 0:
+        m = 3
+    else:
+        ratio = spend / avg_ltv
+        m = 2 if ratio < 0.5 else 3 if ratio < 1.0 else 4 if ratio < 2.0 else 5
+    return f"{r}{f}{m}"
+
+
+def build_profile(
+    state: UserState,
+    watermark_ms: int,
+    avg_ltv: float,
+    rules: SegmentRules | None = None,
+    extra: dict[str, Any] | None = None,
+) -> UserProfile:
+    """The published profile of a user as of the partition's watermark."""
+    rules = rules or SegmentRules()
+    now = max(watermark_ms, state.last_ts)
+    recency_days = max(0.0, (watermark_ms - state.last_ts) / DAY_MS)
+    tenure_days = max(0.0, (now - state.first_ts) / DAY_MS)
+    hours = state.watch_s / 3600.0
+    activity = (state.sessions + hours + state.purchases + state.shares) / max(tenure_days, 1.0)
+    loyalty = state.purchases * state.spend * hours / avg_ltv if avg_ltv > 0 else 0.0
+    return UserProfile(
+        user_id=state.user_id,
+        segment=rules.segment(recency_days, tenure_days, state.purchases),
+        activity=round(activity, 4),
+        loyalty=round(loyalty, 4),
+        recency_days=round(recency_days, 3),
+        rfm=rfm_scores(recency_days, state.purchases, state.spend, avg_ltv),
+        views=state.views,
+        purchases=state.purchases,
+        shares=state.shares,
+        sessions=state.sessions,
+        active_days=state.active_days,
+        watch_hours=round(hours, 3),
+        completed_courses=state.completed,
+        spend=round(state.spend, 2),
+        tenure_days=round(tenure_days, 3),
+        first_ts=state.first_ts,
+        last_ts=state.last_ts,
+        recent_courses=state.recent_courses(),
+        updated_at=now,
+        extra=extra or {},
+    )

@@ -1,0 +1,65 @@
+"""Topic administration with aiokafka: create every topic with an explicit partition count."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
+
+from streams.settings import Settings
+
+__all__ = ["ALL_TOPICS", "COMPACTED", "create_topics", "wait_for_broker"]
+
+log = logging.getLogger(__name__)
+
+ALL_TOPICS = (
+    "views", "purchases", "shares", "courses",
+    "recommendations", "churn-alerts", "referral-candidates", "user-profiles", "events-dlq",
+)
+COMPACTED = frozenset({"courses", "user-profiles"})
+
+
+async def wait_for_broker(settings: Settings, timeout: float = 30.0) -> AIOKafkaAdminClient:
+    """An admin client connected to the broker, retrying until ``timeout``."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers, request_timeout_ms=10_000)
+        try:
+            await admin.start()
+            return admin
+        except KafkaConnectionError:
+            await admin.close()
+            if asyncio.get_running_loop().time() > deadline:
+                raise
+            await asyncio.sleep(0.5)
+
+
+async def create_topics(settings: Settings, names: tuple[str, ...] = ALL_TOPICS) -> list[str]:
+    """Create the project's topics (idempotent); return the full names that were created."""
+    admin = await wait_for_broker(settings)
+    created: list[str] = []
+    try:
+        existing = set(await admin.list_topics())
+        new = [
+            NewTopic(
+                settings.topic(name),
+                num_partitions=settings.partitions,
+                replication_factor=settings.replication,
+                topic_configs={"cleanup.policy": "compact"} if name in COMPACTED else {},
+            )
+            for name in names
+            if settings.topic(name) not in existing
+        ]
+        for topic in new:
+            try:
+                await admin.create_topics([topic])
+                created.append(topic.name)
+            except TopicAlreadyExistsError:
+                pass
+    finally:
+        await admin.close()
+    if created:
+        log.info("created %d topics with %d partitions: %s", len(created), settings.partitions, ", ".join(created))
+    return created

@@ -1,0 +1,25 @@
+"""Changelog-backed tables, declared once. Values are plain dicts (JSON via orjson)."""
+
+from __future__ import annotations
+
+import faust
+
+from streams.app import app, settings
+
+__all__ = ["partition_stats", "users"]
+
+#: user_id -> models.profile.UserState as a dict; partitioned like the input topics
+users = app.Table(
+    "users",
+    default=None,
+    partitions=settings.partitions,
+    schema=faust.Schema(key_type=str, key_serializer="raw", value_serializer="json"),
+)
+
+#: str(partition) -> models.profile.PartitionStats as a dict (watermark, spend totals)
+partition_stats = app.Table(
+    "partition-stats",
+    default=None,
+    partitions=settings.partitions,
+    schema=faust.Schema(key_type=str, key_serializer="raw", value_serializer="json"),
+)

@@ -1,0 +1,43 @@
+"""Every topic, declared once. Input values are raw bytes: decoding is ours (schemas.codec)."""
+
+from __future__ import annotations
+
+from streams.app import app, settings
+
+__all__ = [
+    "INPUT_TOPICS",
+    "OUTPUT_TOPICS",
+    "churn_alerts",
+    "courses",
+    "dlq",
+    "recommendations",
+    "referral_candidates",
+    "user_events",
+    "user_profiles",
+]
+
+#: logical names of the inputs keyed by user_id, co-partitioned (same partition count)
+INPUT_TOPICS = ("views", "purchases", "shares")
+OUTPUT_TOPICS = ("recommendations", "churn-alerts", "referral-candidates", "user-profiles", "events-dlq")
+
+
+def _topic(*names: str, compacted: bool = False):  # noqa: ANN202 - faust.TopicT
+    return app.topic(
+        *(settings.topic(n) for n in names),
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+        partitions=settings.partitions,
+        compacting=compacted or None,
+    )
+
+
+#: one stream over the three user-keyed inputs: a worker owns all of a user's events
+user_events = _topic(*INPUT_TOPICS)
+courses = _topic("courses", compacted=True)
+recommendations = _topic("recommendations")
+churn_alerts = _topic("churn-alerts")
+referral_candidates = _topic("referral-candidates")
+user_profiles = _topic("user-profiles", compacted=True)
+dlq = _topic("events-dlq")

@@ -1,0 +1,51 @@
+"""The worker's HTTP endpoints: health, metrics, and reads of the serving copies."""
+
+from __future__ import annotations
+
+import orjson
+from faust.web import Request, Response, View
+
+from streams.app import app
+from streams.metrics import metrics
+from streams.runtime import serving
+
+__all__ = ["HealthView", "MetricsView", "ProfileView", "StatsView"]
+
+
+def _json(web, body: object, status: int = 200) -> Response:  # noqa: ANN001
+    return web.bytes(orjson.dumps(body), content_type="application/json", status=status)
+
+
+@app.page("/healthz")
+class HealthView(View):
+    """200 while the worker runs (Faust's own crash handling stops the process otherwise)."""
+
+    async def get(self, request: Request) -> Response:
+        return _json(self.web, {"status": "ok", "uptime_s": metrics.snapshot()["uptime_s"]})
+
+
+@app.page("/stats")
+class StatsView(View):
+    """Every counter and gauge as JSON."""
+
+    async def get(self, request: Request) -> Response:
+        return _json(self.web, metrics.snapshot())
+
+
+@app.page("/metrics")
+class MetricsView(View):
+    """Prometheus text format."""
+
+    async def get(self, request: Request) -> Response:
+        return self.web.bytes(metrics.prometheus().encode(), content_type="text/plain; version=0.0.4")
+
+
+@app.page("/profiles/{user_id}")
+class ProfileView(View):
+    """The latest profile of a user from the Redis serving copy (any worker answers)."""
+
+    async def get(self, request: Request, user_id: str) -> Response:
+        value = await serving.get("profile", user_id)
+        if value is None:
+            return _json(self.web, {"error": f"no profile for {user_id!r}"}, status=404)
+        return self.web.bytes(value, content_type="application/json")

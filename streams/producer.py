@@ -14,7 +14,7 @@ import logging
 import random
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -127,15 +127,18 @@ async def produce(
     duration: float | None = None,
     bad_fraction: float = 0.0,
     seed: int = 0,
-    on_sent: Callable[[ProduceStats], None] | None = None,
+    stats: ProduceStats | None = None,
     stop: asyncio.Event | None = None,
 ) -> ProduceStats:
-    """Send records to their topics at ``rate`` per second (0: as fast as possible)."""
+    """Send records to their topics at ``rate`` per second (0: as fast as possible).
+
+    ``stats`` (filled as records go out) lets a caller watch progress; ``stop`` ends early.
+    """
     if not 0 <= bad_fraction < 1:
         msg = f"bad_fraction must be in [0, 1), got {bad_fraction}"
         raise ValueError(msg)
     rng = random.Random(seed)
-    stats = ProduceStats()
+    stats = stats if stats is not None else ProduceStats()
     producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, linger_ms=5,
                                 max_request_size=1_048_576, acks=1)
     await producer.start()
@@ -164,8 +167,6 @@ async def produce(
                     stats.bad[kind] += 1
             if topic != "courses":
                 last_good = (topic, key, value)
-            if on_sent is not None:
-                on_sent(stats)
         await producer.flush()
     finally:
         await producer.stop()

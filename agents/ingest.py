@@ -81,7 +81,6 @@ async def ingest(stream):  # noqa: ANN001 - faust stream
         except RejectedRecord as exc:
             await _reject(message, exc)
             continue
-        metrics.inc("events_in", logical)
         partition = message.partition
         raw = tables.users.get(ev.user_id)
         state = UserState.from_dict(raw) if raw else UserState(ev.user_id)
@@ -89,6 +88,7 @@ async def ingest(stream):  # noqa: ANN001 - faust stream
         if not state.apply(ev, dedupe_window=settings.dedupe_window, completion=rules.completion):
             metrics.inc("duplicates", logical)
             continue
+        metrics.inc("events_in", logical)
         tables.users[ev.user_id] = state.to_dict()
         stats = partition_stats(partition)
         is_purchase = isinstance(ev, Purchase)

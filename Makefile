@@ -1,0 +1,41 @@
+# CoursePulse: `make demo` and `make test` are all the setup a fresh machine needs.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.DEFAULT_GOAL := help
+.PHONY: help install demo test test-unit test-integration lint schemas clean
+
+help: ## show this help
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP) ## create .venv and install the project with its test extras
+
+demo: $(STAMP) ## run the demo: embedded broker + Redis, a worker, simulated traffic, live view
+	$(BIN)/coursepulse demo $(ARGS)
+
+test: $(STAMP) ## run every test (unit, integration on Tansu + Redis, end to end)
+	$(BIN)/python -m pytest $(ARGS)
+
+test-unit: $(STAMP) ## unit tests only (nothing running needed)
+	$(BIN)/python -m pytest tests/unit $(ARGS)
+
+test-integration: $(STAMP) ## integration and end-to-end tests
+	$(BIN)/python -m pytest tests/integration tests/e2e $(ARGS)
+
+lint: $(STAMP) ## ruff over the tree (installs ruff into the venv)
+	$(BIN)/python -m pip install --quiet ruff
+	$(BIN)/ruff check .
+
+schemas: $(STAMP) ## write the JSON Schema of every topic to docs/schemas
+	$(BIN)/coursepulse schemas --out docs/schemas
+
+clean: ## remove the venv and caches
+	rm -rf $(VENV) var .pytest_cache .hypothesis

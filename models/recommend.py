@@ -1,0 +1,432 @@
+"""Incremental item-item recommendations: co-occurrence rows, a neighbour index and a ranker.
+
+The three parts live where the data is (DESIGN.md, "Data flow"):
+
+- :func:`cooc_updates` runs where the *user* lives: when a user's engagement with a course rises
+  (viewed < completed < bought) it yields the co-occurrence gains of that course with the user's
+  other recent courses, as one :class:`RowUpdate` per affected course row.
+- :class:`CooccurrenceRows` runs where the *course* lives: it accumulates the updates of its rows,
+  decayed in event time, and turns a row into its top-K neighbours with a Numba kernel.
+- :class:`NeighbourIndex` is the broadcast copy on every worker (dense arrays), and
+  :class:`Ranker` scores a user's candidates from it, with a reason per item.
+
+:class:`OnlineRecommender` wires all three in one process for replay and evaluation.
+Decay: every stored weight is multiplied by ``2 ** ((ts - t0) / half_life)`` when added, so the
+whole row decays at once without touching it; values are deflated when they are published.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from models.kernels import MEASURES, pair_increments, row_similarities, score_candidates, top_k
+from models.profile import DAY_MS, UserState
+
+__all__ = [
+    "LEVEL_WEIGHTS",
+    "CooccurrenceRows",
+    "NeighbourIndex",
+    "OnlineRecommender",
+    "Ranker",
+    "RowUpdate",
+    "cooc_updates",
+    "engagement_level",
+]
+
+#: engagement level -> weight: 0 none, 1 viewed, 2 completed, 3 bought
+LEVEL_WEIGHTS = (0.0, 1.0, 2.0, 3.0)
+_MAX_EXPONENT = 600.0  # rebase inflated weights before 2**exponent nears float64's limit
+
+
+def engagement_level(entry: list[Any] | None, completion: float = 0.9) -> int:
+    """The engagement level of a ``UserState.courses`` entry: 0 none .. 3 bought."""
+    if entry is None:
+        return 0
+    if entry[3]:
+        return 3
+    return 2 if entry[1] >= completion else 1
+
+
+@dataclass(frozen=True, slots=True)
+class RowUpdate:
+    """Gains for one course row: its popularity and its co-occurrence with other courses."""
+
+    course_id: str
+    ts: int
+    pop_delta: float
+    pairs: tuple[tuple[str, float], ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"course_id": self.course_id, "ts": self.ts, "pop_delta": self.pop_delta,
+                "pairs": [list(p) for p in self.pairs]}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RowUpdate:
+        return cls(data["course_id"], int(data["ts"]), float(data["pop_delta"]),
+                   tuple((str(o), float(d)) for o, d in data["pairs"]))
+
+
+def cooc_updates(state: UserState, course_id: str, old_level: int, new_level: int, ts: int,
+                 max_history: int = 20, window_ms: int = 90 * DAY_MS, completion: float = 0.9) -> list[RowUpdate]:
+    """Row updates for a rise of the user's engagement with ``course_id`` (state already applied).
+
+    The pair weight of two courses in one user's history is the smaller of the two engagement
+    weights; the gains here sum, over any order of events, to exactly that (see the kernel test).
+    Only the user's ``max_history`` most recent other courses within ``window_ms`` take part.
+    """
+    if new_level <= old_level:
+        return []
+    old_w, new_w = LEVEL_WEIGHTS[old_level], LEVEL_WEIGHTS[new_level]
+    others = [
+        (c, e) for c, e in state.courses.items()
+        if c != course_id and ts - e[0] <= window_ms
+    ]
+    if len(others) > max_history:
+        others.sort(key=lambda ce: ce[1][0], reverse=True)
+        others = others[:max_history]
+    updates = [RowUpdate(course_id, ts, new_w - old_w, ())]
+    if others:
+        other_w = np.array([LEVEL_WEIGHTS[engagement_level(e, completion)] for _, e in others])
+        gains = pair_increments(old_w, new_w, other_w)
+        pairs = tuple((c, float(g)) for (c, _), g in zip(others, gains, strict=True) if g > 0)
+        updates[0] = RowUpdate(course_id, ts, new_w - old_w, pairs)
+        updates.extend(RowUpdate(c, ts, 0.0, ((course_id, g),)) for c, g in pairs)
+    return updates
+
+
+class CooccurrenceRows:
+    """Decayed co-occurrence rows of the courses this process owns."""
+
+    def __init__(self, half_life_days: float = 30.0) -> None:
+        if half_life_days <= 0:
+            msg = f"half_life_days must be > 0, got {half_life_days}"
+            raise ValueError(msg)
+        self.half_life_days = half_life_days
+        self._hl_ms = half_life_days * DAY_MS
+        self.t0: int | None = None
+        self.rows: dict[str, dict[str, float]] = {}
+        self.pop: dict[str, float] = {}
+        self.last_ts = 0
+        self.dirty: set[str] = set()
+
+    def _scale(self, ts: int) -> float:
+        if self.t0 is None:
+            self.t0 = ts
+        exponent = (ts - self.t0) / self._hl_ms
+        if exponent > _MAX_EXPONENT:
+            self._rebase(ts)
+            exponent = 0.0
+        return 2.0 ** exponent
+
+    def _rebase(self, ts: int) -> None:
+        assert self.t0 is not None
+        factor = 2.0 ** (-(ts - self.t0) / self._hl_ms)
+        for row in self.rows.values():
+            for k in row:
+                row[k] *= factor
+        for k in self.pop:
+            self.pop[k] *= factor
+        self.t0 = ts
+
+    def apply(self, update: RowUpdate) -> None:
+        """Add one row update (in event time)."""
+        s = self._scale(update.ts)
+        c = update.course_id
+        if update.pop_delta:
+            self.pop[c] = self.pop.get(c, 0.0) + update.pop_delta * s
+        if update.pairs:
+            row = self.rows.setdefault(c, {})
+            for other, gain in update.pairs:
+                row[other] = row.get(other, 0.0) + gain * s
+        self.last_ts = max(self.last_ts, update.ts)
+        self.dirty.add(c)
+
+    def decay(self, at_ts: int) -> float:
+        """Factor turning stored (inflated) weights into weights as of ``at_ts``."""
+        if self.t0 is None:
+            return 1.0
+        return 2.0 ** (-(at_ts - self.t0) / self._hl_ms)
+
+    def popularity(self, course_id: str, at_ts: int) -> float:
+        return self.pop.get(course_id, 0.0) * self.decay(at_ts)
+
+    def neighbours(self, course_id: str, pop_of: Callable[[str], float], at_ts: int, *, k: int = 20,
+                   measure: str = "cosine", total: float = 1.0, min_co: float = 0.0) -> list[tuple[str, float]]:
+        """Top-``k`` neighbours of an owned course; ``pop_of`` gives others' popularity at ``at_ts``."""
+        row = self.rows.get(course_id)
+        if not row:
+            return []
+        d = self.decay(at_ts)
+        others = list(row)
+        co = np.fromiter((row[o] for o in others), dtype=np.float64, count=len(others)) * d
+        other_pop = np.fromiter((pop_of(o) for o in others), dtype=np.float64, count=len(others))
+        idx, sims = row_similarities(co, other_pop, self.popularity(course_id, at_ts), total=total,
+                                     measure=measure, k=k, min_co=min_co * d)
+        return [(others[i], round(float(s), 6)) for i, s in zip(idx, sims, strict=True)]
+
+    def take_dirty(self) -> list[str]:
+        out = sorted(self.dirty)
+        self.dirty.clear()
+        return out
+
+
+@dataclass
+class _Meta:
+    title: str = ""
+    category: str = ""
+    tags: tuple[str, ...] = ()
+    published_at: int = 0
+
+
+class NeighbourIndex:
+    """Every course's neighbours and popularity in dense arrays: the broadcast copy on a worker."""
+
+    def __init__(self, k: int = 20, half_life_days: float = 30.0) -> None:
+        if k < 1:
+            msg = f"k must be >= 1, got {k}"
+            raise ValueError(msg)
+        self.k = k
+        self.half_life_days = half_life_days
+        self._hl_ms = half_life_days * DAY_MS
+        self.ids: list[str] = []
+        self.pos: dict[str, int] = {}
+        self.meta: list[_Meta] = []
+        self.categories: dict[str, int] = {}
+        self._cap = 64
+        self.neigh_idx = np.full((self._cap, k), -1, dtype=np.int64)
+        self.neigh_sim = np.zeros((self._cap, k), dtype=np.float64)
+        self.pop = np.zeros(self._cap, dtype=np.float64)
+        self.pop_ts = np.zeros(self._cap, dtype=np.int64)
+        self.cat = np.full(self._cap, -1, dtype=np.int64)
+        self.published = np.zeros(self._cap, dtype=np.int64)
+        self.version = 0
+
+    @property
+    def size(self) -> int:
+        return len(self.ids)
+
+    def index(self, course_id: str) -> int:
+        """The dense position of a course (added when new)."""
+        i = self.pos.get(course_id)
+        if i is not None:
+            return i
+        i = len(self.ids)
+        if i == self._cap:
+            self._grow()
+        self.ids.append(course_id)
+        self.pos[course_id] = i
+        self.meta.append(_Meta(title=course_id))
+        return i
+
+    def _grow(self) -> None:
+        cap = self._cap * 2
+        def grow(a: np.ndarray, fill: float) -> np.ndarray:
+            out = np.full((cap, *a.shape[1:]), fill, dtype=a.dtype)
+            out[: self._cap] = a
+            return out
+        self.neigh_idx = grow(self.neigh_idx, -1)
+        self.neigh_sim = grow(self.neigh_sim, 0.0)
+        self.pop = grow(self.pop, 0.0)
+        self.pop_ts = grow(self.pop_ts, 0)
+        self.cat = grow(self.cat, -1)
+        self.published = grow(self.published, 0)
+        self._cap = cap
+
+    def set_course(self, course_id: str, title: str, category: str, tags: Iterable[str], published_at: int) -> None:
+        """Catalogue metadata of a course (from the ``courses`` topic)."""
+        i = self.index(course_id)
+        self.meta[i] = _Meta(title, category, tuple(tags), published_at)
+        self.cat[i] = self.categories.setdefault(category, len(self.categories))
+        self.published[i] = published_at
+
+    def update(self, course_id: str, pop: float, ts: int, neighbours: Iterable[tuple[str, float]]) -> None:
+        """A course's popularity (as of ``ts``) and its neighbour list, replacing the old one."""
+        i = self.index(course_id)
+        pairs = [(self.index(o), s) for o, s in neighbours][: self.k]
+        self.neigh_idx[i] = -1
+        self.neigh_sim[i] = 0.0
+        for j, (o, s) in enumerate(pairs):
+            self.neigh_idx[i, j] = o
+            self.neigh_sim[i, j] = s
+        self.pop[i] = pop
+        self.pop_ts[i] = ts
+        self.version += 1
+
+    def popularity(self, at_ts: int) -> np.ndarray:
+        """Every course's popularity decayed to ``at_ts``."""
+        n = self.size
+        return self.pop[:n] * np.exp2(-(at_ts - self.pop_ts[:n]) / self._hl_ms)
+
+    def popularity_of(self, course_id: str, at_ts: int) -> float:
+        i = self.pos.get(course_id)
+        if i is None:
+            return 0.0
+        return float(self.pop[i] * 2.0 ** (-(at_ts - self.pop_ts[i]) / self._hl_ms))
+
+    def neighbours_of(self, course_id: str) -> list[tuple[str, float]]:
+        i = self.pos.get(course_id)
+        if i is None:
+            return []
+        return [(self.ids[o], float(s)) for o, s in zip(self.neigh_idx[i], self.neigh_sim[i], strict=True) if o >= 0]
+
+
+@dataclass(frozen=True)
+class Ranker:
+    """Hybrid ranking: neighbours of recent courses, popular in the user's categories, new courses.
+
+    Every score part is normalised to about [0, 1] before weighting; the part that contributed
+    most to an item gives its reason. Courses the user already touched, bought or completed are
+    never recommended; at most ``per_category`` items of one category keep the list diverse.
+    """
+
+    n: int = 10
+    max_history: int = 20
+    user_half_life_days: float = 7.0
+    per_category: int = 4
+    new_days: float = 14.0
+    w_similar: float = 1.0
+    w_popular: float = 0.15
+    w_new: float = 0.25
+    w_trending: float = 0.02
+    completion: float = 0.9
+    extra: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.n < 1 or self.per_category < 1:
+            msg = f"n and per_category must be >= 1, got {self.n}, {self.per_category}"
+            raise ValueError(msg)
+
+    def recommend(self, state: UserState, index: NeighbourIndex, now: int) -> list[tuple[str, float, str]]:
+        """Top-``n`` ``(course_id, score, reason)`` for a user as of event time ``now``."""
+        n_items = index.size
+        if n_items == 0:
+            return []
+        recent = sorted(state.courses.items(), key=lambda ce: ce[1][0], reverse=True)[: self.max_history]
+        items, weights, levels = [], [], []
+        hl = self.user_half_life_days * DAY_MS
+        for c, e in recent:
+            i = index.pos.get(c)
+            if i is None:
+                continue
+            level = engagement_level(e, self.completion)
+            items.append(i)
+            levels.append(level)
+            weights.append(LEVEL_WEIGHTS[level] * 2.0 ** (-max(0, now - e[0]) / hl))
+        w = np.asarray(weights, dtype=np.float64)
+        total_w = float(w.sum()) or 1.0
+        if items:
+            cf, reason_of = score_candidates(np.asarray(items), w, index.neigh_idx, index.neigh_sim, n_items)
+            cf = cf / total_w
+        else:
+            cf, reason_of = np.zeros(n_items), np.full(n_items, -1)
+
+        pop = index.popularity(now)
+        pop_norm = pop / pop.max() if pop.size and pop.max() > 0 else np.zeros(n_items)
+        cats = index.cat[:n_items]
+        n_cats = max(len(index.categories), 1)
+        affinity = np.zeros(n_cats + 1)
+        for i, wi in zip(items, weights, strict=True):
+            affinity[cats[i]] += wi  # cat -1 lands in the spare last slot
+        affinity[-1] = 0.0
+        if affinity.sum() > 0:
+            affinity /= affinity.max()
+        cat_aff = np.where(cats >= 0, affinity[cats], 0.0)
+        popular = self.w_popular * cat_aff * pop_norm
+        published = index.published[:n_items]
+        is_new = (published > now - self.new_days * DAY_MS) & (published <= now)
+        new = self.w_new * is_new * np.maximum(cat_aff, 0.2)
+        trending = self.w_trending * pop_norm
+        similar = self.w_similar * cf
+        total = similar + popular + new + trending
+
+        blocked = np.zeros(n_items, dtype=bool)
+        for c in (*state.courses, *state.owned):
+            i = index.pos.get(c)
+            if i is not None:
+                blocked[i] = True
+        blocked |= published > now
+        total = np.where(blocked, -np.inf, total)
+
+        chosen: list[tuple[str, float, str]] = []
+        per_cat: dict[int, int] = {}
+        for i in top_k(total, self.n * 4):
+            if not np.isfinite(total[i]) or total[i] <= 0:
+                break
+            c = int(cats[i])
+            if per_cat.get(c, 0) >= self.per_category and c >= 0:
+                continue
+            per_cat[c] = per_cat.get(c, 0) + 1
+            chosen.append((index.ids[i], round(float(total[i]), 6), self._reason(
+                index, int(i), similar[i], popular[i], new[i], trending[i], reason_of[i], items, levels)))
+            if len(chosen) == self.n:
+                break
+        return chosen
+
+    @staticmethod
+    def _reason(index: NeighbourIndex, i: int, similar: float, popular: float, new: float, trending: float,
+                src: int, items: list[int], levels: list[int]) -> str:
+        meta = index.meta[i]
+        best = max((similar, 0), (new, 1), (popular, 2), (trending, 3))[1]
+        if best == 0 and src >= 0:
+            source = index.meta[items[src]]
+            verb = "bought" if levels[src] == 3 else "completed" if levels[src] == 2 else "watched"
+            return f"because you {verb} {source.title}"
+        if best == 1:
+            return f"new in {meta.category or 'the catalogue'}"
+        if best == 2:
+            return f"popular in {meta.category}"
+        return "trending now"
+
+
+class OnlineRecommender:
+    """All parts in one process (replay, evaluation): learn from user events, recommend."""
+
+    name = "itemknn"
+    version = "1"
+
+    def __init__(self, k: int = 20, measure: str = "cosine", half_life_days: float = 30.0,
+                 refresh_ms: int = 3_600_000, max_history: int = 20, ranker: Ranker | None = None) -> None:
+        if measure not in MEASURES:
+            msg = f"measure must be one of {sorted(MEASURES)}, got {measure!r}"
+            raise ValueError(msg)
+        self.k = k
+        self.measure = measure
+        self.half_life_days = half_life_days
+        self.refresh_ms = refresh_ms
+        self.max_history = max_history
+        self.ranker = ranker or Ranker()
+        self.rows = CooccurrenceRows(half_life_days)
+        self.index = NeighbourIndex(k, half_life_days)
+        self._last_refresh = 0
+
+    def add_course(self, course_id: str, title: str, category: str, tags: Iterable[str], published_at: int) -> None:
+        self.index.set_course(course_id, title, category, tags, published_at)
+
+    def learn(self, state: UserState, course_id: str, old_level: int, new_level: int, ts: int) -> None:
+        """Fold in a rise of a user's engagement with a course (``state`` already updated)."""
+        for update in cooc_updates(state, course_id, old_level, new_level, ts, self.max_history,
+                                   completion=self.ranker.completion):
+            self.rows.apply(update)
+            self.index.index(update.course_id)
+        if ts - self._last_refresh >= self.refresh_ms:
+            self.refresh(ts)
+
+    def refresh(self, now: int) -> int:
+        """Recompute the neighbours of every changed row; return how many."""
+        self._last_refresh = now
+        dirty = self.rows.take_dirty()
+        if not dirty:
+            return 0
+        total = sum(self.rows.pop.values()) * self.rows.decay(now) or 1.0
+        pop_of = lambda c: self.rows.popularity(c, now)  # noqa: E731
+        for c in dirty:
+            neighbours = self.rows.neighbours(c, pop_of, now, k=self.k, measure=self.measure, total=total)
+            self.index.update(c, self.rows.popularity(c, now), now, neighbours)
+        return len(dirty)
+
+    def recommend(self, state: UserState, now: int) -> list[tuple[str, float, str]]:
+        return self.ranker.recommend(state, self.index, now)

@@ -27,6 +27,13 @@ __all__ = ["DAY_MS", "PartitionStats", "SegmentRules", "UserState", "build_profi
 DAY_MS = 86_400_000
 SESSION_GAP_MS = 30 * 60 * 1000
 RECENT_WINDOW = 64
+SHORT_HL_DAYS = 3.0
+LONG_HL_DAYS = 21.0
+
+
+def _decay_factors(dt_ms: int) -> tuple[float, float]:
+    days = dt_ms / DAY_MS
+    return 2.0 ** (-days / SHORT_HL_DAYS), 2.0 ** (-days / LONG_HL_DAYS)
 
 
 @dataclass(frozen=True)
@@ -129,6 +136,13 @@ class UserState:
     #: recent event times and active days, sorted (bounded): sessions and days out of order
     recent_ts: list[int] = field(default_factory=list)
     recent_days: list[int] = field(default_factory=list)
+    #: event-time decayed sums (half-lives SHORT_HL_DAYS / LONG_HL_DAYS) of watch seconds and
+    #: events, as of ``decay_ts``: level and trend of activity for the churn features
+    watch_short: float = 0.0
+    watch_long: float = 0.0
+    events_short: float = 0.0
+    events_long: float = 0.0
+    decay_ts: int = 0
     referred_by: str | None = None
     rec_views: int = 0
     rec_purchases: int = 0
@@ -167,6 +181,8 @@ class UserState:
         if ts > self.last_ts:
             self.last_ts = ts
         self._count_session_and_day(ts)
+        watch = event.watch_seconds if isinstance(event, View) else 0.0
+        self._decayed_add(ts, watch)
 
         if isinstance(event, View):
             self.views += 1
@@ -197,6 +213,24 @@ class UserState:
         elif isinstance(event, Share):
             self.shares += 1
         return True
+
+    def _decayed_add(self, ts: int, watch: float) -> None:
+        if ts >= self.decay_ts:
+            ws, wl, es, el = self.activity_at(ts)
+            self.watch_short, self.watch_long = ws + watch, wl + watch
+            self.events_short, self.events_long = es + 1.0, el + 1.0
+            self.decay_ts = ts
+        else:  # a late event: add it decayed to the state's reference time
+            fs, fl = _decay_factors(self.decay_ts - ts)
+            self.watch_short += watch * fs
+            self.watch_long += watch * fl
+            self.events_short += fs
+            self.events_long += fl
+
+    def activity_at(self, now: int) -> tuple[float, float, float, float]:
+        """(watch_short, watch_long, events_short, events_long) decayed to event time ``now``."""
+        fs, fl = _decay_factors(max(0, now - self.decay_ts))
+        return self.watch_short * fs, self.watch_long * fl, self.events_short * fs, self.events_long * fl
 
     def _count_session_and_day(self, ts: int) -> None:
         """Sessions and active days, exact for events out of order within the recent window.

@@ -152,3 +152,20 @@ def test_state_survives_dict_and_pickle_round_trips():
     s.apply(buy(2, T0 + H))
     assert UserState.from_dict(s.to_dict()) == s
     assert pickle.loads(pickle.dumps(s)) == s
+
+
+def test_decayed_activity_sums_halve_every_half_life_and_ignore_arrival_order():
+    from models.profile import LONG_HL_DAYS, SHORT_HL_DAYS
+
+    s = UserState("u1")
+    s.apply(view(1, T0, watch=100))
+    ws, wl, es, el = s.activity_at(T0 + int(SHORT_HL_DAYS * DAY_MS))
+    assert ws == pytest.approx(50) and es == pytest.approx(0.5)
+    assert wl == pytest.approx(100 * 2 ** (-SHORT_HL_DAYS / LONG_HL_DAYS))
+    a, b = UserState("u1"), UserState("u1")
+    events = [view(i, T0 + i * DAY_MS // 3, watch=10 * i) for i in range(1, 8)]
+    for e in events:
+        a.apply(e)
+    for e in reversed(events):
+        b.apply(e)
+    assert a.activity_at(T0 + 5 * DAY_MS) == pytest.approx(b.activity_at(T0 + 5 * DAY_MS))

@@ -11,8 +11,8 @@ The three parts live where the data is (DESIGN.md, "Data flow"):
   :class:`Ranker` scores a user's candidates from it, with a reason per item.
 
 :class:`OnlineRecommender` wires all three in one process for replay and evaluation.
-Decay: every stored weight is multiplied by ``2 ** ((ts - t0) / half_life)`` when added, so the
-whole row decays at once without touching it; values are deflated when they are published.
+Decay: every stored weight is multiplied by ``2 ** ((ts - EPOCH) / half_life)`` when added, so a
+whole row decays at once without being touched; values are deflated when they are read.
 """
 
 from __future__ import annotations
@@ -33,13 +33,16 @@ __all__ = [
     "OnlineRecommender",
     "Ranker",
     "RowUpdate",
+    "apply_update",
     "cooc_updates",
     "engagement_level",
+    "inflation",
+    "new_row",
+    "row_neighbours",
 ]
 
 #: engagement level -> weight: 0 none, 1 viewed, 2 completed, 3 bought
 LEVEL_WEIGHTS = (0.0, 1.0, 2.0, 3.0)
-_MAX_EXPONENT = 600.0  # rebase inflated weights before 2**exponent nears float64's limit
 
 
 def engagement_level(entry: list[Any] | None, completion: float = 0.9) -> int:
@@ -98,75 +101,98 @@ def cooc_updates(state: UserState, course_id: str, old_level: int, new_level: in
     return updates
 
 
+#: reference time of inflated weights (2020-01-01): fixed, so rows written by any worker agree
+EPOCH_MS = 1_577_836_800_000
+_MAX_EXPONENT = 1000.0
+
+
+def inflation(ts: int, half_life_ms: float) -> float:
+    """``2 ** ((ts - EPOCH) / half_life)``: the factor a weight added at ``ts`` is stored with.
+
+    Weights added at different times then compare as if all decayed to a common time; dividing
+    by ``inflation(now)`` gives their decayed value at ``now``.
+    """
+    exponent = (ts - EPOCH_MS) / half_life_ms
+    if abs(exponent) > _MAX_EXPONENT:
+        msg = f"event time {ts} is {exponent:.0f} half-lives from 2020-01-01; use a longer half-life"
+        raise ValueError(msg)
+    return 2.0 ** exponent
+
+
+def new_row() -> dict[str, Any]:
+    """An empty co-occurrence row: inflated popularity and co-occurrence with other courses."""
+    return {"pop": 0.0, "row": {}, "ts": 0}
+
+
+def apply_update(entry: dict[str, Any], update: RowUpdate, half_life_ms: float) -> dict[str, Any]:
+    """Add a row update to a stored row (in place) and return it."""
+    s = inflation(update.ts, half_life_ms)
+    if update.pop_delta:
+        entry["pop"] += update.pop_delta * s
+    row = entry["row"]
+    for other, gain in update.pairs:
+        row[other] = row.get(other, 0.0) + gain * s
+    if update.ts > entry["ts"]:
+        entry["ts"] = update.ts
+    return entry
+
+
+def row_neighbours(entry: dict[str, Any], pop_of: Callable[[str], float], at_ts: int, half_life_ms: float, *,
+                   k: int = 20, measure: str = "cosine", total: float = 1.0) -> list[tuple[str, float]]:
+    """Top-``k`` neighbours of a stored row; ``pop_of`` gives other courses' popularity at ``at_ts``."""
+    row = entry["row"]
+    if not row:
+        return []
+    d = 1.0 / inflation(at_ts, half_life_ms)
+    others = list(row)
+    co = np.fromiter((row[o] for o in others), dtype=np.float64, count=len(others)) * d
+    other_pop = np.fromiter((pop_of(o) for o in others), dtype=np.float64, count=len(others))
+    idx, sims = row_similarities(co, other_pop, entry["pop"] * d, total=total, measure=measure, k=k)
+    return [(others[i], round(float(v), 6)) for i, v in zip(idx, sims, strict=True)]
+
+
 class CooccurrenceRows:
-    """Decayed co-occurrence rows of the courses this process owns."""
+    """Decayed co-occurrence rows of the courses this process owns (a dict of stored rows)."""
 
     def __init__(self, half_life_days: float = 30.0) -> None:
-        if half_life_days <= 0:
-            msg = f"half_life_days must be > 0, got {half_life_days}"
+        if half_life_days < 1:
+            msg = f"half_life_days must be >= 1, got {half_life_days}"
             raise ValueError(msg)
         self.half_life_days = half_life_days
         self._hl_ms = half_life_days * DAY_MS
-        self.t0: int | None = None
-        self.rows: dict[str, dict[str, float]] = {}
-        self.pop: dict[str, float] = {}
-        self.last_ts = 0
+        self.entries: dict[str, dict[str, Any]] = {}
         self.dirty: set[str] = set()
 
-    def _scale(self, ts: int) -> float:
-        if self.t0 is None:
-            self.t0 = ts
-        exponent = (ts - self.t0) / self._hl_ms
-        if exponent > _MAX_EXPONENT:
-            self._rebase(ts)
-            exponent = 0.0
-        return 2.0 ** exponent
+    @property
+    def rows(self) -> dict[str, dict[str, float]]:
+        return {c: e["row"] for c, e in self.entries.items()}
 
-    def _rebase(self, ts: int) -> None:
-        assert self.t0 is not None
-        factor = 2.0 ** (-(ts - self.t0) / self._hl_ms)
-        for row in self.rows.values():
-            for k in row:
-                row[k] *= factor
-        for k in self.pop:
-            self.pop[k] *= factor
-        self.t0 = ts
+    @property
+    def pop(self) -> dict[str, float]:
+        return {c: e["pop"] for c, e in self.entries.items()}
 
     def apply(self, update: RowUpdate) -> None:
         """Add one row update (in event time)."""
-        s = self._scale(update.ts)
-        c = update.course_id
-        if update.pop_delta:
-            self.pop[c] = self.pop.get(c, 0.0) + update.pop_delta * s
-        if update.pairs:
-            row = self.rows.setdefault(c, {})
-            for other, gain in update.pairs:
-                row[other] = row.get(other, 0.0) + gain * s
-        self.last_ts = max(self.last_ts, update.ts)
-        self.dirty.add(c)
-
-    def decay(self, at_ts: int) -> float:
-        """Factor turning stored (inflated) weights into weights as of ``at_ts``."""
-        if self.t0 is None:
-            return 1.0
-        return 2.0 ** (-(at_ts - self.t0) / self._hl_ms)
+        entry = self.entries.get(update.course_id)
+        if entry is None:
+            entry = self.entries[update.course_id] = new_row()
+        apply_update(entry, update, self._hl_ms)
+        self.dirty.add(update.course_id)
 
     def popularity(self, course_id: str, at_ts: int) -> float:
-        return self.pop.get(course_id, 0.0) * self.decay(at_ts)
+        entry = self.entries.get(course_id)
+        return entry["pop"] / inflation(at_ts, self._hl_ms) if entry else 0.0
+
+    def total_popularity(self, at_ts: int) -> float:
+        return sum(e["pop"] for e in self.entries.values()) / inflation(at_ts, self._hl_ms)
 
     def neighbours(self, course_id: str, pop_of: Callable[[str], float], at_ts: int, *, k: int = 20,
-                   measure: str = "cosine", total: float = 1.0, min_co: float = 0.0) -> list[tuple[str, float]]:
+                   measure: str = "cosine", total: float = 1.0) -> list[tuple[str, float]]:
         """Top-``k`` neighbours of an owned course; ``pop_of`` gives others' popularity at ``at_ts``."""
-        row = self.rows.get(course_id)
-        if not row:
+        entry = self.entries.get(course_id)
+        if entry is None:
             return []
-        d = self.decay(at_ts)
-        others = list(row)
-        co = np.fromiter((row[o] for o in others), dtype=np.float64, count=len(others)) * d
-        other_pop = np.fromiter((pop_of(o) for o in others), dtype=np.float64, count=len(others))
-        idx, sims = row_similarities(co, other_pop, self.popularity(course_id, at_ts), total=total,
-                                     measure=measure, k=k, min_co=min_co * d)
-        return [(others[i], round(float(s), 6)) for i, s in zip(idx, sims, strict=True)]
+        return row_neighbours(entry, pop_of, at_ts, self._hl_ms, k=k, measure=measure, total=total)
 
     def take_dirty(self) -> list[str]:
         out = sorted(self.dirty)
@@ -421,7 +447,7 @@ class OnlineRecommender:
         dirty = self.rows.take_dirty()
         if not dirty:
             return 0
-        total = sum(self.rows.pop.values()) * self.rows.decay(now) or 1.0
+        total = self.rows.total_popularity(now) or 1.0
         pop_of = lambda c: self.rows.popularity(c, now)  # noqa: E731
         for c in dirty:
             neighbours = self.rows.neighbours(c, pop_of, now, k=self.k, measure=self.measure, total=total)

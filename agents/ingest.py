@@ -11,13 +11,16 @@ from __future__ import annotations
 import logging
 import time
 
+import orjson
+
 from models.profile import PartitionStats, UserState
+from models.recommend import cooc_updates, engagement_level
 from schemas.codec import INPUT_TYPES, RejectedRecord, dead_letter, decode_event, encode
 from schemas.events import Purchase
 from streams import tables, topics
 from streams.app import app, settings
 from streams.metrics import metrics
-from streams.runtime import dirty_profiles, rules
+from streams.runtime import RecTrigger, dirty_profiles, dirty_recs, rules
 
 __all__ = ["ingest"]
 
@@ -65,7 +68,7 @@ async def _reject(message, exc: RejectedRecord) -> None:  # noqa: ANN001 - faust
 
 @app.agent(topics.user_events)
 async def ingest(stream):  # noqa: ANN001 - faust stream
-    """Per event: decode -> validate -> dedupe -> update user state -> mark profile dirty."""
+    """Per event: decode, validate, dedupe, update user state, send co-occurrence gains, mark dirty."""
     async for event in stream.events():
         message = event.message
         logical = message.topic[_PREFIX_LEN:]
@@ -85,10 +88,19 @@ async def ingest(stream):  # noqa: ANN001 - faust stream
         raw = tables.users.get(ev.user_id)
         state = UserState.from_dict(raw) if raw else UserState(ev.user_id)
         first_purchase = state.purchases == 0
+        course_id = getattr(ev, "course_id", None)
+        old_level = engagement_level(state.courses.get(course_id), rules.completion) if course_id else 0
         if not state.apply(ev, dedupe_window=settings.dedupe_window, completion=rules.completion):
             metrics.inc("duplicates", logical)
             continue
         metrics.inc("events_in", logical)
+        if getattr(ev, "rec_id", None) is not None:
+            metrics.inc("rec_attributed", logical)
+        if course_id is not None and logical != "shares":
+            new_level = engagement_level(state.courses.get(course_id), rules.completion)
+            for update in cooc_updates(state, course_id, old_level, new_level, ev.ts, completion=rules.completion):
+                await topics.course_cooc.send(key=update.course_id.encode(), value=orjson.dumps(update.to_dict()))
+                metrics.inc("cooc_updates_sent")
         tables.users[ev.user_id] = state.to_dict()
         stats = partition_stats(partition)
         is_purchase = isinstance(ev, Purchase)
@@ -103,3 +115,4 @@ async def ingest(stream):  # noqa: ANN001 - faust stream
         metrics.set("watermark_ms", stats.watermark(_LATENESS_MS), str(partition))
         metrics.set("event_lag_ms", time.time() * 1000 - ev.ts)
         dirty_profiles[ev.user_id] = partition
+        dirty_recs[ev.user_id] = RecTrigger(partition, ev.event_id, ev.ts)

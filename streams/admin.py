@@ -17,8 +17,10 @@ log = logging.getLogger(__name__)
 ALL_TOPICS = (
     "views", "purchases", "shares", "courses",
     "recommendations", "churn-alerts", "referral-candidates", "user-profiles", "events-dlq",
+    # internal: co-occurrence increments repartitioned by course, and the broadcast neighbour lists
+    "course-cooc", "course-neighbours",
 )
-COMPACTED = frozenset({"courses", "user-profiles"})
+COMPACTED = frozenset({"courses", "user-profiles", "course-neighbours"})
 
 
 async def wait_for_broker(settings: Settings, timeout: float = 30.0) -> AIOKafkaAdminClient:

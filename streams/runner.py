@@ -67,11 +67,16 @@ def create_topics() -> int:
 
 
 def _parse_start(text: str | None) -> int | None:
+    """``--start`` as epoch millis: ISO-8601 date or date-time; UTC when no offset is given."""
     if text is None:
         return None
     from schemas.base import parse_ts
 
-    return parse_ts(text if ("+" in text[10:] or text.endswith("Z")) else text + "+00:00", "--start")
+    if len(text) == 10:  # a date alone
+        text += "T00:00:00"
+    if not (text.endswith(("Z", "z")) or "+" in text[10:] or "-" in text[10:]):
+        text += "+00:00"
+    return parse_ts(text, "--start")
 
 
 def run_simulate(args: argparse.Namespace) -> int:

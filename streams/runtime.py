@@ -2,13 +2,34 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from models.profile import SegmentRules
+from models.recommend import NeighbourIndex, Ranker
 from streams.app import settings
 from streams.serving import RedisServing
 
-__all__ = ["dirty_profiles", "rules", "serving"]
+__all__ = ["RecTrigger", "dirty_profiles", "dirty_recs", "dirty_rows", "index", "ranker", "rules", "serving"]
 
 rules = SegmentRules()
 serving = RedisServing(settings.redis_url, prefix=settings.redis_prefix, ttl_s=settings.redis_ttl_s)
 #: user_id -> partition, for users whose profile changed since the last flush
 dirty_profiles: dict[str, int] = {}
+
+
+@dataclass(frozen=True, slots=True)
+class RecTrigger:
+    """The latest event of a user since their recommendations were last published."""
+
+    partition: int
+    event_id: str
+    ts: int
+
+
+#: user_id -> what triggered a fresh recommendation list
+dirty_recs: dict[str, RecTrigger] = {}
+#: course_id -> partition, for co-occurrence rows changed since their neighbours were published
+dirty_rows: dict[str, int] = {}
+#: the broadcast copy of every course's neighbours, popularity and catalogue entry
+index = NeighbourIndex(settings.neighbours_k, settings.half_life_days)
+ranker = Ranker(n=settings.rec_n, completion=rules.completion)

@@ -40,6 +40,12 @@ class Settings:
     allowed_lateness_s: float = _f("COURSEPULSE_ALLOWED_LATENESS_S", 3_600.0, "Watermark = largest event time seen in the partition minus this.")
     dedupe_window: int = _f("COURSEPULSE_DEDUPE_WINDOW", 256, "Recent event ids remembered per user for de-duplication.")
     profile_flush_s: float = _f("COURSEPULSE_PROFILE_FLUSH_S", 1.0, "Changed profiles are published at most once per user per this many seconds.")
+    rec_flush_s: float = _f("COURSEPULSE_REC_FLUSH_S", 0.5, "A user's recommendations are recomputed and published at most once per this many seconds.")
+    rec_n: int = _f("COURSEPULSE_REC_N", 10, "Items per recommendation list.")
+    neighbours_k: int = _f("COURSEPULSE_NEIGHBOURS_K", 20, "Neighbours kept per course.")
+    neighbours_refresh_s: float = _f("COURSEPULSE_NEIGHBOURS_REFRESH_S", 1.0, "Changed co-occurrence rows are turned into neighbour lists this often.")
+    similarity: str = _f("COURSEPULSE_SIMILARITY", "cosine", "Item similarity: cosine, jaccard or lift.")
+    half_life_days: float = _f("COURSEPULSE_HALF_LIFE_DAYS", 30.0, "Event-time half-life of co-occurrence and popularity.")
     redis_ttl_s: int = _f("COURSEPULSE_REDIS_TTL_S", 7 * 86_400, "TTL of the serving copies in Redis.")
     redis_prefix: str = _f("COURSEPULSE_REDIS_PREFIX", "cp:", "Prefix of every Redis key.")
     log_level: str = _f("COURSEPULSE_LOG_LEVEL", "info", "Log level of the worker.")
@@ -70,6 +76,9 @@ class Settings:
             raise ValueError(msg)
         if self.store.split("://")[0] not in ("memory", "rocksdb"):
             msg = f"COURSEPULSE_STORE must be memory:// or rocksdb://, got {self.store!r}"
+            raise ValueError(msg)
+        if self.similarity not in ("cosine", "jaccard", "lift"):
+            msg = f"COURSEPULSE_SIMILARITY must be cosine, jaccard or lift, got {self.similarity!r}"
             raise ValueError(msg)
         if self.processing_guarantee not in ("at_least_once", "exactly_once"):
             msg = f"COURSEPULSE_PROCESSING_GUARANTEE must be at_least_once or exactly_once, got {self.processing_guarantee!r}"

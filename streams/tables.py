@@ -6,7 +6,7 @@ import faust
 
 from streams.app import app, settings
 
-__all__ = ["partition_stats", "users"]
+__all__ = ["cooc", "partition_stats", "users"]
 
 #: user_id -> models.profile.UserState as a dict; partitioned like the input topics
 users = app.Table(
@@ -19,6 +19,14 @@ users = app.Table(
 #: str(partition) -> models.profile.PartitionStats as a dict (watermark, spend totals)
 partition_stats = app.Table(
     "partition-stats",
+    default=None,
+    partitions=settings.partitions,
+    schema=faust.Schema(key_type=str, key_serializer="raw", value_serializer="json"),
+)
+
+#: course_id -> co-occurrence row (models.recommend.new_row); partitioned like ``course-cooc``
+cooc = app.Table(
+    "cooc",
     default=None,
     partitions=settings.partitions,
     schema=faust.Schema(key_type=str, key_serializer="raw", value_serializer="json"),

@@ -8,6 +8,8 @@ __all__ = [
     "INPUT_TOPICS",
     "OUTPUT_TOPICS",
     "churn_alerts",
+    "course_cooc",
+    "course_neighbours",
     "courses",
     "dlq",
     "recommendations",
@@ -41,3 +43,7 @@ churn_alerts = _topic("churn-alerts")
 referral_candidates = _topic("referral-candidates")
 user_profiles = _topic("user-profiles", compacted=True)
 dlq = _topic("events-dlq")
+#: co-occurrence row updates, keyed (so partitioned) by course_id
+course_cooc = _topic("course-cooc")
+#: every course's popularity and neighbour list, keyed by course_id; read by every worker
+course_neighbours = _topic("course-neighbours", compacted=True)

@@ -9,7 +9,7 @@ from streams.app import app
 from streams.metrics import metrics
 from streams.runtime import serving
 
-__all__ = ["HealthView", "MetricsView", "ProfileView", "StatsView"]
+__all__ = ["HealthView", "MetricsView", "ProfileView", "RecommendationsView", "StatsView"]
 
 
 def _json(web, body: object, status: int = 200) -> Response:  # noqa: ANN001
@@ -48,4 +48,15 @@ class ProfileView(View):
         value = await serving.get("profile", user_id)
         if value is None:
             return _json(self.web, {"error": f"no profile for {user_id!r}"}, status=404)
+        return self.web.bytes(value, content_type="application/json")
+
+
+@app.page("/recommendations/{user_id}")
+class RecommendationsView(View):
+    """The latest recommendations of a user from the Redis serving copy (any worker answers)."""
+
+    async def get(self, request: Request, user_id: str) -> Response:
+        value = await serving.get("rec", user_id)
+        if value is None:
+            return _json(self.web, {"error": f"no recommendations for {user_id!r}"}, status=404)
         return self.web.bytes(value, content_type="application/json")

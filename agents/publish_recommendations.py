@@ -1,0 +1,63 @@
+"""Fresh top-N recommendations after a user's activity, coalesced per user per interval.
+
+The ingest agent records each active user's latest event; this timer ranks their candidates
+from the worker's neighbour index (Numba kernel), publishes a ``recommendations`` message with
+a reason per item, and writes the list to Redis for low-latency reads (``GET
+/recommendations/{user_id}`` on any worker).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+
+from models.profile import UserState
+from schemas.codec import encode
+from schemas.outputs import RecItem, Recommendations
+from streams import tables, topics
+from streams.app import app, settings
+from streams.metrics import metrics
+from streams.runtime import dirty_recs, index, ranker, serving
+
+__all__ = ["MODEL_VERSIONS", "flush_recommendations"]
+
+log = logging.getLogger(__name__)
+MODEL_VERSIONS = {"itemknn": f"{settings.similarity}-k{settings.neighbours_k}", "ranker": "hybrid-1"}
+_NS = uuid.UUID("6f1c1f64-5d0e-4b8e-9d4b-0c7e1f1f4a10")
+
+
+def rec_id_for(user_id: str, event_id: str) -> str:
+    """Deterministic: a redelivered trigger makes the same id, so consumers can de-duplicate."""
+    return str(uuid.uuid5(_NS, f"{user_id}/{event_id}"))
+
+
+@app.timer(settings.rec_flush_s)
+async def flush_recommendations() -> None:
+    """Rank and publish for every user active since the last flush."""
+    if not dirty_recs or index.size == 0:
+        return
+    batch = list(dirty_recs.items())
+    dirty_recs.clear()
+    served: list[tuple[str, bytes]] = []
+    for user_id, trigger in batch:
+        raw = tables.users.get(user_id)
+        if raw is None:
+            continue
+        items = ranker.recommend(UserState.from_dict(raw), index, trigger.ts)
+        if not items:
+            continue
+        record = Recommendations(
+            rec_id=rec_id_for(user_id, trigger.event_id),
+            user_id=user_id,
+            items=[RecItem(course_id=c, score=s, reason=r) for c, s, r in items],
+            model_versions=MODEL_VERSIONS,
+            generated_at=trigger.ts,
+            event_id=trigger.event_id,
+        )
+        value = encode(record)
+        await topics.recommendations.send(key=user_id.encode(), value=value, partition=trigger.partition)
+        metrics.inc("recommendations_published")
+        served.append((user_id, value))
+    await serving.put_many("rec", served)
+    metrics.set("rec_flush_at", time.time())

@@ -200,10 +200,19 @@ async def _demo(args: argparse.Namespace, settings: Settings, workdir: Path) -> 
         proc = start_process([sys.executable, "-m", "streams.cli", "worker"], log_path, env)
         workers.append(Worker(i, port, proc, log_path))
     stop = asyncio.Event()
+    interrupted = asyncio.Event()
     loop = asyncio.get_running_loop()
+
+    def on_signal(sig: signal.Signals) -> None:
+        if interrupted.is_set():  # a second Ctrl-C: let the default handler end us at once
+            loop.remove_signal_handler(sig)
+        log.info("stopping (%s): workers and services are shut down in order", sig.name)
+        interrupted.set()
+        stop.set()
+
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, on_signal, sig)
 
     deadline = time.monotonic() + 60
     while not all(w.stats() for w in workers):
@@ -254,7 +263,7 @@ async def _demo(args: argparse.Namespace, settings: Settings, workdir: Path) -> 
         final_sent = await produce_task
         # drain: wait until the workers have taken in every good event (or give up after 20 s)
         good = sum(final_sent.good.values()) - final_sent.good.get("courses", 0)
-        drain_deadline = time.monotonic() + 20
+        drain_deadline = time.monotonic() + (3 if interrupted.is_set() else 20)
         while time.monotonic() < drain_deadline:
             stats = [s for s in (w.stats() for w in workers) if s]
             if _sum(stats, "events_in") >= good and tail.counts["events-dlq"] >= final_sent.expected_dlq:

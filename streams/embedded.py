@@ -57,6 +57,8 @@ def start_process(argv: list[str], log_path: Path | None = None, env: dict[str, 
         stdin=subprocess.DEVNULL,
         env=env,
         preexec_fn=_die_with_parent if os.name == "posix" else None,  # noqa: PLW1509
+        # its own session: a Ctrl-C in the terminal reaches only us, and we stop children in order
+        start_new_session=True,
     )
 
 

@@ -45,6 +45,29 @@ def build_parser() -> argparse.ArgumentParser:
     sch.add_argument("--out", type=Path, required=True)
 
     sub.add_parser("topics", help="create every topic with its partition count (idempotent)")
+
+    ev = sub.add_parser("eval", help="replay an event file through the models, test-then-learn, and report")
+    ev.add_argument("events", type=Path, help="event file (JSON Lines)")
+    ev.add_argument("--labels", type=Path, default=None, help="CSV user_id,churned_at (ground truth for churn)")
+    ev.add_argument("--horizon-days", type=float, default=14.0, help="churn horizon H (default 14)")
+    ev.add_argument("--as-of", default=None, help="also report the AUC of every user's risk as of this time")
+    ev.add_argument("--report", type=Path, required=True, help="folder for report.json, report.md and plots")
+    ev.add_argument("--seed", type=int, default=0)
+    ev.add_argument("--rec-interval-s", type=float, default=3600.0,
+                    help="a user's list is recomputed at most once per this much event time (default 3600)")
+    ev.add_argument("--similarity", default="cosine", choices=["cosine", "jaccard", "lift"])
+    ev.add_argument("--title", default=None, help="title of report.md")
+
+    rp = sub.add_parser("replay", help="produce an event file to the topics in event-time order")
+    rp.add_argument("events", type=Path)
+    rp.add_argument("--speed", type=float, default=0.0, help="times faster than real time (0: as fast as possible)")
+    rp.add_argument("--limit", type=int, default=None, help="stop after this many records")
+
+    ds = sub.add_parser("datasets", help="convert a public dataset to an event file")
+    ds.add_argument("name", choices=["oulad"])
+    ds.add_argument("src", type=Path, help="folder of the dataset's files")
+    ds.add_argument("--out", type=Path, required=True)
+    ds.add_argument("--limit-rows", type=int, default=None, help="convert only the first N click rows")
     return parser
 
 
@@ -70,6 +93,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         from streams.runner import run_simulate
 
         return run_simulate(args)
+    if args.command == "eval":
+        from streams.offline import run_eval
+
+        return run_eval(args)
+    if args.command == "replay":
+        from streams.offline import run_replay
+
+        return run_replay(args)
+    if args.command == "datasets":
+        from models.datasets.oulad import convert_oulad
+
+        summary = convert_oulad(args.src, args.out, limit_rows=args.limit_rows)
+        print(f"wrote {args.out}/events.jsonl and labels.csv: {summary.get('counts', summary)}")
+        return 0
     if args.command == "demo":
         from streams.demo import run_demo
 

@@ -355,6 +355,23 @@ class PrequentialEvaluator:
             b[2] += base is not None
         return {"hr": [(k, v[1] / v[0], v[2] / v[0], v[0]) for k, v in sorted(buckets.items())]}
 
+    def churn_series(self, bucket_ms: int = 7 * DAY_MS) -> list[tuple[int, float]]:
+        """ROC AUC of the risk snapshots per event-time bucket (buckets with both classes)."""
+        horizon = int(self.config.horizon_days * DAY_MS)
+        buckets: dict[int, tuple[list[bool], list[float]]] = defaultdict(lambda: ([], []))
+        for user, t, risk in self.r.snapshots:
+            label = self._churned_within(user, t, horizon, self.clock)
+            if label is not None:
+                ys, ss = buckets[t // bucket_ms * bucket_ms]
+                ys.append(label)
+                ss.append(risk)
+        out = []
+        for k, (ys, ss) in sorted(buckets.items()):
+            auc = roc_auc(ys, ss)
+            if auc is not None:
+                out.append((k, auc))
+        return out
+
 
 def _round(x: float | None) -> float | None:
     return None if x is None else round(x, 4)

@@ -45,20 +45,37 @@ async def accumulate_similarity(stream):  # noqa: ANN001 - faust stream
 
 @app.timer(settings.neighbours_refresh_s)
 async def publish_neighbours() -> None:
-    """Recompute and publish the neighbours of every changed row (popularity from the index)."""
+    """Recompute and publish the neighbours of every changed row.
+
+    Other courses' popularity comes from this worker's own rows when it owns them, else from the
+    broadcast index. A row that met a course whose popularity is not known yet (its owner has
+    not published it) stays marked and is computed again on the next tick.
+    """
     if not dirty_rows:
         return
     batch = list(dirty_rows.items())
     dirty_rows.clear()
     now = _latest_ts["ts"]
+    scale = inflation(now, _HL_MS)
     total = float(index.popularity(now).sum()) or 1.0
+    missing: list[str] = []
+
+    def pop_of(course_id: str) -> float:
+        own = tables.cooc.get(course_id)
+        pop = own["pop"] / scale if own is not None else index.popularity_of(course_id, now)
+        if pop <= 0.0:
+            missing.append(course_id)
+        return pop
+
     for course_id, partition in batch:
         entry = tables.cooc.get(course_id)
-        if entry is None:
+        if entry is None:  # the partition moved to another worker
             continue
-        neighbours = row_neighbours(entry, lambda c: index.popularity_of(c, now), now, _HL_MS,
-                                    k=settings.neighbours_k, measure=settings.similarity, total=total)
-        value = {"course_id": course_id, "pop": entry["pop"] / inflation(now, _HL_MS), "ts": now,
-                 "neighbours": neighbours}
+        missing.clear()
+        neighbours = row_neighbours(entry, pop_of, now, _HL_MS, k=settings.neighbours_k,
+                                    measure=settings.similarity, total=total)
+        if missing:
+            dirty_rows.setdefault(course_id, partition)
+        value = {"course_id": course_id, "pop": entry["pop"] / scale, "ts": now, "neighbours": neighbours}
         await topics.course_neighbours.send(key=course_id.encode(), value=orjson.dumps(value), partition=partition)
         metrics.inc("neighbour_lists_published")

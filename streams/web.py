@@ -7,9 +7,9 @@ from faust.web import Request, Response, View
 
 from streams.app import app
 from streams.metrics import metrics
-from streams.runtime import serving
+from streams.runtime import index, serving
 
-__all__ = ["HealthView", "MetricsView", "ProfileView", "RecommendationsView", "StatsView"]
+__all__ = ["HealthView", "MetricsView", "NeighboursView", "ProfileView", "RecommendationsView", "StatsView"]
 
 
 def _json(web, body: object, status: int = 200) -> Response:  # noqa: ANN001
@@ -60,3 +60,13 @@ class RecommendationsView(View):
         if value is None:
             return _json(self.web, {"error": f"no recommendations for {user_id!r}"}, status=404)
         return self.web.bytes(value, content_type="application/json")
+
+
+@app.page("/neighbours/{course_id}")
+class NeighboursView(View):
+    """A course's popularity and nearest courses, from this worker's broadcast index."""
+
+    async def get(self, request: Request, course_id: str) -> Response:
+        if course_id not in index.pos:
+            return _json(self.web, {"error": f"unknown course {course_id!r}"}, status=404)
+        return _json(self.web, {"course_id": course_id, "neighbours": index.neighbours_of(course_id)})

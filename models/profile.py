@@ -16,7 +16,7 @@ loyalty = purchases x spend x hours / average lifetime value. With the events we
 from __future__ import annotations
 
 import bisect
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from schemas.events import Event, Purchase, Share, View
@@ -148,10 +148,12 @@ class UserState:
     rec_purchases: int = 0
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The state as a plain dict (shallow: containers are shared, not copied)."""
+        return {name: getattr(self, name) for name in _USER_FIELDS}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> UserState:
+        """Inverse of :meth:`to_dict`; fields added since the dict was written take defaults."""
         return cls(**data)
 
     def seen(self, event_id: str) -> bool:
@@ -279,6 +281,9 @@ class UserState:
     def recent_courses(self, n: int = 10) -> list[str]:
         """Most recently touched courses, newest first."""
         return sorted(self.courses, key=lambda c: self.courses[c][0], reverse=True)[:n]
+
+
+_USER_FIELDS = tuple(f.name for f in fields(UserState))
 
 
 def rfm_scores(recency_days: float, purchases: int, spend: float, avg_ltv: float) -> str:

@@ -56,7 +56,9 @@ app = faust.App(
     web_host=settings.web_host,
     web_port=settings.web_port,
     web_in_thread=False,
-    producer_linger_ms=5,
+    producer_linger_ms=10,
+    producer_max_batch_size=524_288,
+    producer_max_request_size=4_194_304,
     table_standby_replicas=0,
     stream_wait_empty=False,
 )

@@ -63,8 +63,11 @@ def _sum(stats: list[dict[str, Any]], name: str) -> float:
 class Tail:
     """Counts and keeps samples of the output topics while the demo runs."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, sent: ProduceStats | None = None) -> None:
         self.settings = settings
+        self.sent = sent
+        #: seconds from an event's send to the recommendation it triggered (Kafka timestamps)
+        self.rec_latency: deque[float] = deque(maxlen=20_000)
         self.counts: Counter[str] = Counter()
         self.segments: dict[str, str] = {}
         self.samples: dict[str, deque[dict[str, Any]]] = {t: deque(maxlen=5) for t in _TAILED}
@@ -94,6 +97,10 @@ class Tail:
                             continue
                         if topic == "user-profiles":
                             self.segments[value["user_id"]] = value["segment"]
+                        elif topic == "recommendations" and self.sent is not None:
+                            sent_at = self.sent.sent_at.get(value.get("event_id"))
+                            if sent_at is not None:
+                                self.rec_latency.append(rec.timestamp / 1000 - sent_at)
                         self.samples[topic].append(value)
         finally:
             await consumer.stop()
@@ -136,6 +143,13 @@ async def count_topics(settings: Settings, start: dict[TopicPartition, int], idl
     return dict(sorted(counts.items()))
 
 
+def _pct(values: deque[float], q: float) -> str:
+    if not values:
+        return "-"
+    ordered = sorted(values)
+    return f"{ordered[min(len(ordered) - 1, int(len(ordered) * q / 100))] * 1000:.0f}"
+
+
 def _render(args: argparse.Namespace, sent: ProduceStats, stats: list[dict[str, Any]], tail: Tail,
             rates: dict[str, float], elapsed: float):  # noqa: ANN202 - rich renderable
     from rich.console import Group
@@ -149,6 +163,7 @@ def _render(args: argparse.Namespace, sent: ProduceStats, stats: list[dict[str, 
         f"[b]duplicates dropped[/b] {int(_sum(stats, 'duplicates')):,}",
         f"[b]DLQ[/b] {tail.counts['events-dlq']:,} (injected {sent.expected_dlq:,})",
         f"[b]profiles[/b] {tail.counts['user-profiles']:,}",
+        f"[b]event→rec p50/p99[/b] {_pct(tail.rec_latency, 50)}/{_pct(tail.rec_latency, 99)} ms",
         f"[b]workers[/b] {len(stats)}/{args.workers}",
         f"{elapsed:.0f}s",
     )
@@ -225,10 +240,10 @@ async def _demo(args: argparse.Namespace, settings: Settings, workdir: Path) -> 
             raise RuntimeError(msg)
         await asyncio.sleep(0.2)
 
-    tail = Tail(settings)
+    sent = ProduceStats(keep_sent_at=200_000)
+    tail = Tail(settings, sent)
     tail_task = asyncio.create_task(tail.run(stop_tail := asyncio.Event()))
     sim = PlatformSimulator(SimConfig(users=args.users, days=args.days, seed=args.seed))
-    sent = ProduceStats()
     produce_task = asyncio.create_task(
         produce(settings, sim.events(), rate=args.rate, duration=args.duration, bad_fraction=args.bad_fraction,
                 seed=args.seed, stats=sent, stop=stop)
@@ -255,10 +270,11 @@ async def _demo(args: argparse.Namespace, settings: Settings, workdir: Path) -> 
                 live.update(_render(args, sent, stats, tail, rates, now - started))
             elif now - last_log >= 5:
                 last_log = now
-                log.info("sent %d (%.0f/s), processed %d (%.0f/s), profiles %d, dlq %d, recs %d, alerts %d",
+                log.info("sent %d (%.0f/s), processed %d (%.0f/s), profiles %d, dlq %d, recs %d "
+                         "(event->rec p50 %s ms, p99 %s ms), alerts %d",
                          sent.total, rates["sent"], _sum(stats, "events_in"), rates["processed"],
-                         tail.counts["user-profiles"], tail.counts["events-dlq"],
-                         tail.counts["recommendations"], tail.counts["churn-alerts"])
+                         tail.counts["user-profiles"], tail.counts["events-dlq"], tail.counts["recommendations"],
+                         _pct(tail.rec_latency, 50), _pct(tail.rec_latency, 99), tail.counts["churn-alerts"])
         stop.set()
         final_sent = await produce_task
         # drain: wait until the workers have taken in every good event (or give up after 20 s)
@@ -294,6 +310,9 @@ async def _demo(args: argparse.Namespace, settings: Settings, workdir: Path) -> 
         "processed": {"events_in": _sum(stats, "events_in"), "duplicates": _sum(stats, "duplicates"),
                       "dlq": _sum(stats, "dlq")},
         "segments": dict(Counter(tail.segments.values())),
+        "event_to_recommendation_ms": {
+            f"p{q}": float(_pct(tail.rec_latency, q)) if tail.rec_latency else None for q in (50, 95, 99)
+        },
         "duration_s": round(elapsed, 2),
         "events_per_s": round(final_sent.total / max(elapsed, 1e-6), 1),
         "workers": args.workers,

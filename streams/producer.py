@@ -51,6 +51,9 @@ class ProduceStats:
     bad: Counter[str] = field(default_factory=Counter)
     started: float = field(default_factory=time.monotonic)
     last_ts: int = 0
+    #: event_id -> wall-clock send time of the most recent events (for event->output latency)
+    sent_at: dict[str, float] = field(default_factory=dict)
+    keep_sent_at: int = 0
 
     @property
     def total(self) -> int:
@@ -153,6 +156,10 @@ async def produce(
             stats.sent[topic] += 1
             stats.good[topic] += 1
             stats.last_ts = max(stats.last_ts, getattr(record, "ts", 0) or 0)
+            if stats.keep_sent_at and topic != "courses":
+                stats.sent_at[record.event_id] = time.time()
+                if len(stats.sent_at) > stats.keep_sent_at:
+                    del stats.sent_at[next(iter(stats.sent_at))]
             if topic != "courses" and bad_fraction and rng.random() < bad_fraction:
                 kind = rng.choice(kinds)
                 if kind == "repeat":

@@ -38,7 +38,7 @@ class Settings:
     max_event_bytes: int = _f("COURSEPULSE_MAX_EVENT_BYTES", 65_536, "Larger input records go to the DLQ.")
     max_future_s: float = _f("COURSEPULSE_MAX_FUTURE_S", 86_400.0, "Events whose ts is further ahead of the wall clock go to the DLQ.")
     allowed_lateness_s: float = _f("COURSEPULSE_ALLOWED_LATENESS_S", 3_600.0, "Watermark = largest event time seen in the partition minus this.")
-    dedupe_window: int = _f("COURSEPULSE_DEDUPE_WINDOW", 256, "Recent event ids remembered per user for de-duplication.")
+    dedupe_window: int = _f("COURSEPULSE_DEDUPE_WINDOW", 128, "Recent event ids remembered per user for de-duplication.")
     profile_flush_s: float = _f("COURSEPULSE_PROFILE_FLUSH_S", 1.0, "Changed profiles are published at most once per user per this many seconds.")
     rec_flush_s: float = _f("COURSEPULSE_REC_FLUSH_S", 0.5, "A user's recommendations are recomputed and published at most once per this many seconds.")
     rec_n: int = _f("COURSEPULSE_REC_N", 10, "Items per recommendation list.")

@@ -1,0 +1,547 @@
+"""Churn and repurchase propensity: event-time features, an online classifier, delayed labels.
+
+Plain objects, no Kafka: the live agent, offline replay and evaluation run this code. Every time
+is event time in epoch milliseconds; nothing reads the wall clock, so a replay at any speed gives
+the same model.
+
+A prediction made at time ``t0`` is labelled only later (DESIGN.md, "Churn with delayed labels"):
+:class:`DelayedLabels` keeps one pending snapshot per user and resolves it when the user comes back
+(or buys) or when the partition's watermark passes ``t0 + horizon``. :class:`ChurnModel` and
+:class:`RepurchaseModel` glue features, labels and :class:`OnlineClassifier` together.
+
+Typical use from an agent, after ``state.apply(event)``::
+
+    churn.observe(state, event.ts, is_purchase=..., avg_ltv=stats.avg_ltv)  # labels + snapshot
+    churn.advance(watermark)                                                 # expired -> churned
+    churn.risk(state, now)                                                   # P(stays away)
+"""
+
+from __future__ import annotations
+
+import heapq
+import inspect
+import logging
+import math
+from collections.abc import Iterable, Mapping
+from typing import Any, TypeVar
+
+from river import drift, linear_model, metrics, optim, preprocessing, tree
+
+from models.profile import DAY_MS, LONG_HL_DAYS, SHORT_HL_DAYS, UserState, build_profile
+
+__all__ = [
+    "FEATURES",
+    "FEATURE_NAMES",
+    "ChurnModel",
+    "DelayedLabels",
+    "OnlineClassifier",
+    "RepurchaseModel",
+    "churn_features",
+    "clone",
+]
+
+logger = logging.getLogger(__name__)
+
+#: caps of the day-valued features, so a long-gone user stays a finite, bounded point
+RECENCY_CAP_DAYS = 90.0
+PURCHASE_CAP_DAYS = 90.0
+#: decayed short/long ratio of a user whose activity rate is constant
+_STEADY_RATIO = SHORT_HL_DAYS / LONG_HL_DAYS
+_TREND_MAX = LONG_HL_DAYS / SHORT_HL_DAYS
+
+#: every feature of :func:`churn_features`, with what it measures (one line each)
+FEATURES: dict[str, str] = {
+    "recency_days": f"days since the last event, capped at {RECENCY_CAP_DAYS:g}",
+    "tenure_log": "log1p of days since the first event",
+    "sessions_per_week": "sessions per week of tenure (tenure counted as at least one week)",
+    "events_log": "log1p of views + purchases + shares",
+    "watch_short": f"log1p of watch hours decayed with the {SHORT_HL_DAYS:g}-day half-life",
+    "watch_long": f"log1p of watch hours decayed with the {LONG_HL_DAYS:g}-day half-life",
+    "watch_trend": "decayed short/long watch ratio over its steady-state ratio: 1 steady, <1 "
+    f"falling, in [0, {_TREND_MAX:g}] (event counts when nothing was watched)",
+    "watch_per_session": "log1p of minutes watched per session",
+    "completion_rate": "courses completed / courses touched, in [0, 1]",
+    "purchases_log": "log1p of purchases",
+    "days_since_purchase": f"days since the last purchase, capped at {PURCHASE_CAP_DAYS:g} "
+    "(the cap when never)",
+    "has_plan": "1 with a subscription plan, else 0",
+    "shares_log": "log1p of shares",
+    "activity_log": "log1p of the profile's activity (sessions + hours + purchases + shares per day)",
+    "loyalty_log": "log1p of the profile's loyalty (purchases x spend x hours / average LTV)",
+}
+FEATURE_NAMES: tuple[str, ...] = tuple(FEATURES)
+
+T = TypeVar("T")
+
+
+def clone(obj: T) -> T:
+    """A fresh, unfitted copy of ``obj`` built from its constructor arguments (as River does).
+
+    Works for every class whose constructor arguments are stored under the same name.
+    """
+    params = inspect.signature(type(obj).__init__).parameters
+    kwargs = {name: getattr(obj, name) for name in params if name != "self"}
+    return type(obj)(**kwargs)  # type: ignore[call-arg]
+
+
+def _finite(v: float) -> float:
+    return float(v) if math.isfinite(v) else 0.0
+
+
+def churn_features(state: UserState, now: int, avg_ltv: float = 0.0) -> dict[str, float]:
+    """The user's features as of event time ``now`` (see :data:`FEATURES`); finite floats only.
+
+    ``avg_ltv`` is the partition's mean spend of paying users (``PartitionStats.avg_ltv``); with
+    0 the loyalty feature is 0. Does not modify ``state``.
+    """
+    profile = build_profile(state, now, avg_ltv)
+    ws, wl, es, el = state.activity_at(now)
+    if wl > 1.0:
+        ratio = ws / wl
+    elif el > 1e-9:
+        ratio = es / el
+    else:
+        ratio = 0.0
+    tenure_days = profile.tenure_days
+    sessions = max(state.sessions, 0)
+    if state.last_purchase_ts > 0:
+        since_purchase = min(PURCHASE_CAP_DAYS, max(0.0, (now - state.last_purchase_ts) / DAY_MS))
+    else:
+        since_purchase = PURCHASE_CAP_DAYS
+    x = {
+        "recency_days": min(RECENCY_CAP_DAYS, profile.recency_days),
+        "tenure_log": math.log1p(tenure_days),
+        "sessions_per_week": sessions / max(tenure_days / 7.0, 1.0),
+        "events_log": math.log1p(max(0, state.views + state.purchases + state.shares)),
+        "watch_short": math.log1p(max(ws, 0.0) / 3600.0),
+        "watch_long": math.log1p(max(wl, 0.0) / 3600.0),
+        "watch_trend": min(_TREND_MAX, max(0.0, ratio / _STEADY_RATIO)),
+        "watch_per_session": math.log1p(max(state.watch_s, 0.0) / 60.0 / max(sessions, 1)),
+        "completion_rate": min(1.0, max(state.completed, 0) / max(len(state.courses), 1)),
+        "purchases_log": math.log1p(max(state.purchases, 0)),
+        "days_since_purchase": since_purchase,
+        "has_plan": 1.0 if state.plan else 0.0,
+        "shares_log": math.log1p(max(state.shares, 0)),
+        "activity_log": math.log1p(max(profile.activity, 0.0)),
+        "loyalty_log": math.log1p(max(profile.loyalty, 0.0)),
+    }
+    return {k: _finite(v) for k, v in x.items()}
+
+
+class OnlineClassifier:
+    """Binary online classifier with drift monitoring, for churn and repurchase alike.
+
+    ``model="logreg"``: ``StandardScaler() | LogisticRegression(SGD(lr), l2)``.
+    ``model="tree"``: a ``HoeffdingAdaptiveTreeClassifier`` predicts; the logistic pipeline is
+    trained alongside and serves :meth:`contributions` (an approximation: the tree's own output is
+    not additive, so there the contributions do not sum to the tree's logit).
+    An ADWIN watches the absolute error ``|y - p|`` (``p`` predicted before learning); a drift is
+    counted in ``drift_count``, its event time kept in ``last_drift_at`` and logged. Learning is
+    not reset on drift: SGD keeps adapting; the count is a monitoring signal.
+    """
+
+    MODELS = ("logreg", "tree")
+
+    def __init__(
+        self,
+        l2: float = 0.0,
+        lr: float = 0.02,
+        model: str = "logreg",
+        seed: int = 0,
+        drift_delta: float = 0.002,
+    ) -> None:
+        if not (isinstance(l2, int | float) and l2 >= 0 and math.isfinite(l2)):
+            msg = f"l2 must be a finite number >= 0, got {l2!r}"
+            raise ValueError(msg)
+        if not (isinstance(lr, int | float) and 0 < lr and math.isfinite(lr)):
+            msg = f"lr must be a finite number > 0, got {lr!r}"
+            raise ValueError(msg)
+        if model not in self.MODELS:
+            msg = f"model must be one of {self.MODELS}, got {model!r}"
+            raise ValueError(msg)
+        if not isinstance(seed, int):
+            msg = f"seed must be an int, got {seed!r}"
+            raise ValueError(msg)
+        if not 0 < drift_delta < 1:
+            msg = f"drift_delta must be in (0, 1), got {drift_delta!r}"
+            raise ValueError(msg)
+        self.l2 = l2
+        self.lr = lr
+        self.model = model
+        self.seed = seed
+        self.drift_delta = drift_delta
+        self._scaler = preprocessing.StandardScaler()
+        self._logreg = linear_model.LogisticRegression(
+            optimizer=optim.SGD(lr), l2=l2, intercept_lr=lr
+        )
+        self._linear = self._scaler | self._logreg
+        self._tree = tree.HoeffdingAdaptiveTreeClassifier(seed=seed) if model == "tree" else None
+        self._adwin = drift.ADWIN(delta=drift_delta)
+        self.n_learned = 0
+        self.drift_count = 0
+        self.last_drift_at: int | None = None
+
+    def clone(self) -> OnlineClassifier:
+        return clone(self)
+
+    def predict_proba(self, x: Mapping[str, float]) -> float:
+        """Probability of the positive class; 0.5 before anything was learned."""
+        if self._tree is not None:
+            proba = self._tree.predict_proba_one(dict(x))
+            return float(proba.get(True, 0.0)) if proba else 0.5
+        return float(self._linear.predict_proba_one(dict(x))[True])
+
+    def learn(self, x: Mapping[str, float], y: bool, t: int | None = None) -> float:
+        """Learn one labelled example (``t``: its event time, for drift bookkeeping).
+
+        Returns the probability predicted before learning. ``x`` is not modified.
+        """
+        x = dict(x)
+        p = self.predict_proba(x)
+        y = bool(y)
+        self._adwin.update(abs(float(y) - p))
+        if self._adwin.drift_detected:
+            self.drift_count += 1
+            self.last_drift_at = t
+            logger.info(
+                "drift in the error stream after %d examples (event time %s): error now %.3f",
+                self.n_learned, t, self._adwin.estimation,
+            )
+        self._linear.learn_one(x, y)
+        if self._tree is not None:
+            self._tree.learn_one(x, y)
+        self.n_learned += 1
+        return p
+
+    @property
+    def error(self) -> float:
+        """Mean absolute error over ADWIN's current window (0 before any example)."""
+        return float(self._adwin.estimation)
+
+    @property
+    def intercept(self) -> float:
+        """The logistic model's intercept (log-odds)."""
+        return float(self._logreg.intercept)
+
+    def contributions(self, x: Mapping[str, float]) -> list[tuple[str, float, float]]:
+        """(name, value, contribution) per feature, largest ``|contribution|`` first.
+
+        A contribution is weight x standardised value, in log-odds, of the logistic model:
+        ``intercept + sum(contributions) == logit(predict_proba(x))`` for ``model="logreg"``.
+        """
+        z = self._scaler.transform_one(dict(x))
+        w = self._logreg.weights
+        out = [(k, float(v), float(w.get(k, 0.0) * z.get(k, 0.0))) for k, v in x.items()]
+        out.sort(key=lambda item: -abs(item[2]))
+        return out
+
+
+class DelayedLabels:
+    """Pending predictions waiting for their delayed label; at most one per user.
+
+    ``snapshot(user_id, payload, t0)`` stores a pending snapshot unless the user already has one
+    (the older one is kept until it resolves). It resolves in one of two ways:
+
+    - ``on_activity(user_id, t, outcome)``: the user did something at ``t``;
+    - ``advance(watermark)``: the watermark reached ``t0 + horizon_ms`` -> ``label_on_expiry``.
+
+    ``label_on_expiry=True`` (churn, "inactive for the next H days"): any activity at least
+    ``min_interval_ms`` after ``t0`` is a return and resolves to False (True if it came at or
+    after ``t0 + horizon_ms``, i.e. before the watermark got there). Activity closer to ``t0``
+    is the same visit: it resolves nothing, and a snapshot then is ignored, so a user is
+    snapshotted at most once per ``min_interval_ms``.
+    ``label_on_expiry=False`` (repurchase, "buys within H days"): only activity with
+    ``outcome=True`` (a purchase) at or after ``t0`` resolves, to True (False when late);
+    ``min_interval_ms`` plays no part.
+
+    Expiries sit in a heap keyed by ``t0 + horizon_ms`` with lazy deletion, so ``advance`` costs
+    O(resolved log n) and never scans the users; stale heap entries are compacted away when they
+    outnumber the live ones.
+    """
+
+    def __init__(
+        self,
+        horizon_ms: int = 14 * DAY_MS,
+        min_interval_ms: int = DAY_MS,
+        label_on_expiry: bool = True,
+    ) -> None:
+        if not (isinstance(horizon_ms, int) and horizon_ms > 0):
+            msg = f"horizon_ms must be an int > 0, got {horizon_ms!r}"
+            raise ValueError(msg)
+        if not (isinstance(min_interval_ms, int) and 0 <= min_interval_ms < horizon_ms):
+            msg = f"min_interval_ms must be an int in [0, horizon_ms), got {min_interval_ms!r}"
+            raise ValueError(msg)
+        if not isinstance(label_on_expiry, bool):
+            msg = f"label_on_expiry must be a bool, got {label_on_expiry!r}"
+            raise ValueError(msg)
+        self.horizon_ms = horizon_ms
+        self.min_interval_ms = min_interval_ms
+        self.label_on_expiry = label_on_expiry
+        #: user_id -> (t0, payload, seq); seq identifies the live heap entry
+        self._pending: dict[str, tuple[int, Any, int]] = {}
+        #: (t0 + horizon_ms, seq, user_id)
+        self._heap: list[tuple[int, int, str]] = []
+        self._seq = 0
+        self._stale = 0
+        #: heap entries popped by advance (live or stale): the work done, for tests and metrics
+        self.pops = 0
+
+    def clone(self) -> DelayedLabels:
+        return clone(self)
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    def __contains__(self, user_id: object) -> bool:
+        return user_id in self._pending
+
+    def pending_since(self, user_id: str) -> int | None:
+        """Event time of the user's pending snapshot, or None."""
+        entry = self._pending.get(user_id)
+        return entry[0] if entry else None
+
+    def snapshot(self, user_id: str, payload: Any, t: int) -> bool:
+        """Keep ``payload`` (features) as the user's pending snapshot at ``t``; False if one is."""
+        if user_id in self._pending:
+            return False
+        self._seq += 1
+        self._pending[user_id] = (t, payload, self._seq)
+        heapq.heappush(self._heap, (t + self.horizon_ms, self._seq, user_id))
+        return True
+
+    def on_activity(self, user_id: str, t: int, outcome: bool = True) -> list[tuple[Any, bool]]:
+        """Resolve the user's pending snapshot with activity at ``t`` (rules in the class doc)."""
+        entry = self._pending.get(user_id)
+        if entry is None or not outcome:
+            return []
+        t0, payload, _ = entry
+        if self.label_on_expiry:
+            if t - t0 < self.min_interval_ms:
+                return []
+            label = t - t0 >= self.horizon_ms
+        else:
+            if t < t0:
+                return []
+            label = t - t0 < self.horizon_ms
+        self._drop(user_id)
+        return [(payload, label)]
+
+    def advance(self, watermark: int) -> list[tuple[Any, bool, str]]:
+        """Resolve every snapshot with ``t0 + horizon_ms <= watermark`` to ``label_on_expiry``."""
+        out: list[tuple[Any, bool, str]] = []
+        heap, pending = self._heap, self._pending
+        while heap and heap[0][0] <= watermark:
+            _, seq, user_id = heapq.heappop(heap)
+            self.pops += 1
+            entry = pending.get(user_id)
+            if entry is None or entry[2] != seq:
+                self._stale -= 1
+                continue
+            del pending[user_id]
+            out.append((entry[1], self.label_on_expiry, user_id))
+        return out
+
+    def forget(self, user_id: str) -> None:
+        """Drop the user's pending snapshot, if any (e.g. the user was deleted)."""
+        if user_id in self._pending:
+            self._drop(user_id)
+
+    def _drop(self, user_id: str) -> None:
+        del self._pending[user_id]
+        self._stale += 1
+        if self._stale > len(self._pending) + 1024:
+            self._heap = [(t0 + self.horizon_ms, seq, u) for u, (t0, _, seq) in self._pending.items()]
+            heapq.heapify(self._heap)
+            self._stale = 0
+
+
+class _DelayedOutcomeModel:
+    """Features + :class:`OnlineClassifier` + :class:`DelayedLabels`; subclasses set the label.
+
+    The snapshot taken at ``t0`` holds the features the user would have at each silence age in
+    ``_ages()`` (``t0 + age``, assuming no further activity) and the model's prediction for each,
+    made then. When the label resolves, one example is learned per age the user actually stayed
+    silent for, so the model is trained on the same queries it is asked during a silence
+    (``risk(state, last_ts + 3 days)``) and not only at event times, where recency is always 0.
+    The predictions feed ``metric`` (ROC AUC): prequential evaluation with delayed labels.
+    """
+
+    _LABEL_ON_EXPIRY = True
+
+    def _setup(self, horizon_days: float, min_interval_days: float, l2: float, lr: float,
+               model: str, seed: int) -> None:
+        if not (isinstance(horizon_days, int | float) and 0 < horizon_days < 10_000):
+            msg = f"horizon_days must be a number in (0, 10000), got {horizon_days!r}"
+            raise ValueError(msg)
+        if not (isinstance(min_interval_days, int | float) and 0 <= min_interval_days < horizon_days):
+            msg = f"min_interval_days must be in [0, horizon_days), got {min_interval_days!r}"
+            raise ValueError(msg)
+        self.classifier = OnlineClassifier(l2=l2, lr=lr, model=model, seed=seed)
+        self.labels = DelayedLabels(
+            horizon_ms=int(horizon_days * DAY_MS),
+            min_interval_ms=int(min_interval_days * DAY_MS),
+            label_on_expiry=self._LABEL_ON_EXPIRY,
+        )
+        self.metric = metrics.ROCAUC(n_thresholds=20)
+
+    def clone(self) -> Any:
+        return clone(self)
+
+    def _ages(self) -> tuple[float, ...]:
+        return (0.0,)
+
+    @property
+    def n_learned(self) -> int:
+        """Examples learned so far."""
+        return self.classifier.n_learned
+
+    def predict_proba(self, state: UserState, now: int, avg_ltv: float = 0.0) -> float:
+        """Probability of the positive label for a query at event time ``now``."""
+        return self.classifier.predict_proba(churn_features(state, now, avg_ltv))
+
+    def explain(
+        self, state: UserState, now: int, top: int = 3, avg_ltv: float = 0.0
+    ) -> list[dict[str, Any]]:
+        """The ``top`` factors ``{name, value, contribution}`` (log-odds), largest first."""
+        x = churn_features(state, now, avg_ltv)
+        return [
+            {"name": k, "value": v, "contribution": c}
+            for k, v, c in self.classifier.contributions(x)[:top]
+        ]
+
+    def _outcome(self, is_purchase: bool) -> bool:
+        raise NotImplementedError
+
+    def observe(
+        self, state: UserState, event_ts: int, is_purchase: bool = False, avg_ltv: float = 0.0
+    ) -> int:
+        """Fold in one event of the user, after ``state.apply(event)``; returns examples learned.
+
+        Resolves the user's pending snapshot (and learns from it), then snapshots the state if
+        none is pending. ``state`` is not modified.
+        """
+        learned = 0
+        for payload, label in self.labels.on_activity(
+            state.user_id, event_ts, self._outcome(is_purchase)
+        ):
+            learned += self._learn(payload, label, event_ts)
+        if state.user_id not in self.labels:
+            t0 = max(event_ts, state.last_ts)
+            feats, preds = [], []
+            for age in self._ages():
+                x = churn_features(state, t0 + int(age * DAY_MS), avg_ltv)
+                preds.append(self.classifier.predict_proba(x))
+                feats.append(tuple(x[k] for k in FEATURE_NAMES))
+            self.labels.snapshot(state.user_id, (t0, tuple(feats), tuple(preds)), t0)
+        return learned
+
+    def advance(self, watermark: int) -> int:
+        """Learn the labels of the snapshots that expired by ``watermark``; returns examples."""
+        learned = 0
+        for payload, label, _ in self.labels.advance(watermark):
+            learned += self._learn(payload, label, None)
+        return learned
+
+    def forget(self, user_id: str) -> None:
+        """Drop the user's pending snapshot."""
+        self.labels.forget(user_id)
+
+    def _learn(self, payload: tuple[int, tuple, tuple], label: bool, t: int | None) -> int:
+        t0, feats, preds = payload
+        end = t0 + self.labels.horizon_ms if t is None else t
+        n = 0
+        for age, row, pred in zip(self._ages(), feats, preds, strict=True):
+            at = t0 + int(age * DAY_MS)
+            if age > 0 and at >= end:
+                break  # the user was no longer silent at this age: never asked then
+            self.metric.update(label, pred)
+            self.classifier.learn(dict(zip(FEATURE_NAMES, row, strict=True)), label, t=end)
+            n += 1
+        return n
+
+
+class ChurnModel(_DelayedOutcomeModel):
+    """Risk that a user stays away for ``horizon_days`` (no return on a later day).
+
+    Label of a snapshot at ``t0``: True when no activity comes in
+    ``[t0 + min_interval_days, t0 + horizon_days)``. Examples are learned at the silence ages
+    ``ages_days`` (see :class:`_DelayedOutcomeModel`); each must be below ``horizon_days``.
+    """
+
+    _LABEL_ON_EXPIRY = True
+
+    def __init__(
+        self,
+        horizon_days: float = 14.0,
+        min_interval_days: float = 1.0,
+        ages_days: tuple[float, ...] = (0.0, 1.0, 2.0, 3.0, 5.0, 7.0, 10.0),
+        l2: float = 0.0,
+        lr: float = 0.02,
+        model: str = "logreg",
+        seed: int = 0,
+    ) -> None:
+        self.horizon_days = horizon_days
+        self.min_interval_days = min_interval_days
+        self.ages_days = tuple(ages_days) if isinstance(ages_days, Iterable) else ages_days
+        self.l2 = l2
+        self.lr = lr
+        self.model = model
+        self.seed = seed
+        self._setup(horizon_days, min_interval_days, l2, lr, model, seed)
+        ages = self.ages_days
+        if (
+            not isinstance(ages, tuple)
+            or not ages
+            or ages[0] != 0
+            or any(not isinstance(a, int | float) for a in ages)
+            or any(b <= a for a, b in zip(ages, ages[1:], strict=False))
+            or ages[-1] >= horizon_days
+        ):
+            msg = f"ages_days must increase from 0 and stay below horizon_days, got {ages_days!r}"
+            raise ValueError(msg)
+
+    def _ages(self) -> tuple[float, ...]:
+        return self.ages_days
+
+    def _outcome(self, is_purchase: bool) -> bool:
+        return True  # any activity is a return
+
+    def risk(self, state: UserState, now: int, avg_ltv: float = 0.0) -> float:
+        """Probability that the user's silence reaches ``horizon_days`` from the last visit.
+
+        Asked at ``now = last_ts + d`` (d days into a silence), as trained: see the class doc.
+        """
+        return self.predict_proba(state, now, avg_ltv)
+
+
+class RepurchaseModel(_DelayedOutcomeModel):
+    """Propensity of a user to buy within ``horizon_days`` of a query.
+
+    Label of a snapshot at ``t0``: True when a purchase comes in ``[t0, t0 + horizon_days)``.
+    One snapshot per user is pending at a time: taken at the first event without one, resolved by
+    a purchase (and retaken at that purchase) or by expiry.
+    """
+
+    _LABEL_ON_EXPIRY = False
+
+    def __init__(
+        self,
+        horizon_days: float = 14.0,
+        l2: float = 0.0,
+        lr: float = 0.02,
+        model: str = "logreg",
+        seed: int = 0,
+    ) -> None:
+        self.horizon_days = horizon_days
+        self.l2 = l2
+        self.lr = lr
+        self.model = model
+        self.seed = seed
+        self._setup(horizon_days, 0.0, l2, lr, model, seed)
+
+    def _outcome(self, is_purchase: bool) -> bool:
+        return bool(is_purchase)
+
+    def propensity(self, state: UserState, now: int, avg_ltv: float = 0.0) -> float:
+        """Probability that the user buys within ``horizon_days`` of event time ``now``."""
+        return self.predict_proba(state, now, avg_ltv)

@@ -1,0 +1,496 @@
+"""Churn features, the online classifier, delayed labels, and the churn/repurchase models.
+
+Also the contract every model of ``models/churn.py``, ``models/alerts.py`` and
+``models/clusters.py`` keeps (River's ``check_estimator`` in spirit): pickle round-trip gives the
+same predictions, learning leaves its input unchanged, bad constructor arguments raise ValueError,
+``clone`` rebuilds an unfitted model from the constructor arguments.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import heapq
+import math
+import pickle
+import random
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from models.alerts import AlertPolicy, SilenceScheduler
+from models.churn import (
+    FEATURE_NAMES,
+    FEATURES,
+    ChurnModel,
+    DelayedLabels,
+    OnlineClassifier,
+    RepurchaseModel,
+    churn_features,
+    clone,
+)
+from models.clusters import ActivityClusters
+from models.profile import DAY_MS, UserState
+from schemas.events import Purchase, Share, View
+
+T0 = 1_767_225_600_000  # 2026-01-01
+H = 3_600_000
+
+
+# ---------------------------------------------------------------------------------------------
+# a synthetic platform: churners' activity thins out and shortens before they go silent
+
+
+def user_events(rng: random.Random, uid: str, start: int, end: int) -> tuple[bool, list[Any]]:
+    """One user's events; churners (40%) space out visits and watch less, then stop."""
+    churner = rng.random() < 0.4
+    stop = start + int(rng.uniform(20, 50) * DAY_MS) if churner else end
+    base_gap = rng.uniform(0.7, 2.5)
+    base_watch = rng.uniform(600, 2400)
+    buyer = rng.random() < 0.5
+    events: list[Any] = []
+    t = start
+    n = 0
+    while t < min(stop, end):
+        frac = (t - start) / (stop - start) if churner else 0.0
+        for _ in range(rng.randint(1, 3)):  # a visit: a few views minutes apart
+            n += 1
+            t += rng.randint(1, 15) * 60_000
+            events.append(View(event_id=f"{uid}-v{n}", user_id=uid, ts=t, schema_version=1,
+                               course_id=f"c{rng.randint(1, 20)}", lesson_id="l1",
+                               watch_seconds=base_watch * (1 - 0.8 * frac) * rng.uniform(0.5, 1.5),
+                               progress=min(1.0, rng.random() * 1.1)))
+        if buyer and rng.random() < 0.08 * (1 - frac):
+            n += 1
+            t += 60_000
+            events.append(Purchase(event_id=f"{uid}-p{n}", user_id=uid, ts=t, schema_version=1,
+                                   amount=rng.choice([49.0, 99.0, 199.0]), currency="CNY",
+                                   order_id=f"{uid}-o{n}", course_id=f"c{rng.randint(1, 20)}"))
+        if rng.random() < 0.03:
+            n += 1
+            t += 60_000
+            events.append(Share(event_id=f"{uid}-s{n}", user_id=uid, ts=t, schema_version=1,
+                                course_id="c1", channel="link", share_id=f"{uid}-sh{n}"))
+        gap = min(base_gap * (1 + 4 * frac) * rng.expovariate(1.0), 9.0 if not churner else 30.0)
+        t += int((0.3 + gap) * DAY_MS)
+    return churner, events
+
+
+def synthetic(n_users: int, seed: int, days: int = 90) -> dict[str, list[Any]]:
+    rng = random.Random(seed)
+    end = T0 + days * DAY_MS
+    return {f"u{seed}-{i}": user_events(rng, f"u{seed}-{i}", T0 + int(rng.uniform(0, 20) * DAY_MS), end)[1]
+            for i in range(n_users)}
+
+
+def merged(users: dict[str, list[Any]]) -> Iterator[Any]:
+    return heapq.merge(*users.values(), key=lambda e: e.ts)
+
+
+def train(model: ChurnModel | RepurchaseModel, users: dict[str, list[Any]]) -> dict[str, UserState]:
+    """Replay the users' events in event-time order through the model, as the agent does.
+
+    The watermark stops at the last event: advancing it past the end of the data would label
+    every user still pending as churned (they are censored, not gone).
+    """
+    states: dict[str, UserState] = {}
+    last = 0
+    for e in merged(users):
+        state = states.setdefault(e.user_id, UserState(e.user_id))
+        state.apply(e)
+        model.observe(state, e.ts, is_purchase=isinstance(e, Purchase), avg_ltv=150.0)
+        if e.ts - last > H:  # the watermark moves hourly
+            model.advance(e.ts)
+            last = e.ts
+    return states
+
+
+def auc(scores: list[float], labels: list[bool]) -> float:
+    """ROC AUC by ranks (Mann-Whitney U), ties counted half."""
+    pairs = sorted(zip(scores, labels, strict=True))
+    ranks = [0.0] * len(pairs)
+    i = 0
+    while i < len(pairs):
+        j = i
+        while j + 1 < len(pairs) and pairs[j + 1][0] == pairs[i][0]:
+            j += 1
+        for k in range(i, j + 1):
+            ranks[k] = (i + j) / 2 + 1
+        i = j + 1
+    pos = sum(1 for _, y in pairs if y)
+    neg = len(pairs) - pos
+    r_pos = sum(r for r, (_, y) in zip(ranks, pairs, strict=True) if y)
+    return (r_pos - pos * (pos + 1) / 2) / (pos * neg)
+
+
+def test_auc_helper():
+    assert auc([0.1, 0.2, 0.8, 0.9], [False, False, True, True]) == 1.0
+    assert auc([0.5, 0.5], [False, True]) == 0.5
+
+
+# ---------------------------------------------------------------------------------------------
+# features
+
+
+def busy_state() -> UserState:
+    s = UserState("u1")
+    for i in range(10):
+        s.apply(View(event_id=f"v{i}", user_id="u1", ts=T0 + i * DAY_MS, schema_version=1,
+                     course_id=f"c{i % 3}", lesson_id="l", watch_seconds=1800.0, progress=0.3 * (i % 4)))
+    s.apply(Purchase(event_id="p1", user_id="u1", ts=T0 + 5 * DAY_MS, schema_version=1, amount=99.0,
+                     currency="CNY", order_id="o1", plan="monthly"))
+    return s
+
+
+def test_features_are_documented_finite_and_leave_the_state_alone():
+    s = busy_state()
+    before = copy.deepcopy(s.to_dict())
+    x = churn_features(s, T0 + 12 * DAY_MS, avg_ltv=100.0)
+    assert s.to_dict() == before
+    assert tuple(x) == FEATURE_NAMES == tuple(FEATURES)
+    assert all(isinstance(v, float) and math.isfinite(v) for v in x.values())
+    assert x["recency_days"] == pytest.approx(3.0)
+    assert x["has_plan"] == 1.0 and x["days_since_purchase"] == pytest.approx(7.0)
+    assert 0 <= x["completion_rate"] <= 1
+    empty = churn_features(UserState("u0"), T0)
+    assert all(math.isfinite(v) for v in empty.values()) and empty["days_since_purchase"] == 90.0
+
+
+def test_trend_is_one_at_a_steady_rate_and_falls_in_silence():
+    s = UserState("u1")
+    for i in range(200):  # a view every 12 h for 100 days: steady state
+        s.apply(View(event_id=f"v{i}", user_id="u1", ts=T0 + i * DAY_MS // 2, schema_version=1,
+                     course_id="c1", lesson_id="l", watch_seconds=600.0, progress=0.1))
+    last = s.last_ts
+    assert churn_features(s, last)["watch_trend"] == pytest.approx(1.0, abs=0.1)
+    trends = [churn_features(s, last + d * DAY_MS)["watch_trend"] for d in (0, 3, 7, 14)]
+    assert trends == sorted(trends, reverse=True) and trends[-1] < 0.3
+
+
+def test_features_age_with_silence_as_the_model_expects():
+    s = busy_state()
+    a, b = churn_features(s, s.last_ts), churn_features(s, s.last_ts + 10 * DAY_MS)
+    assert b["recency_days"] == pytest.approx(a["recency_days"] + 10)
+    assert b["watch_short"] < a["watch_short"] and b["watch_long"] < a["watch_long"]
+    assert churn_features(s, s.last_ts + 10_000 * DAY_MS)["recency_days"] == 90.0
+
+
+# ---------------------------------------------------------------------------------------------
+# delayed labels
+
+
+def test_churn_labels_resolve_on_return_or_at_expiry_never_early():
+    dl = DelayedLabels(horizon_ms=14 * DAY_MS, min_interval_ms=DAY_MS)
+    assert dl.snapshot("a", "fa", T0)
+    assert not dl.snapshot("a", "newer", T0 + H)  # one pending per user: the older is kept
+    assert dl.on_activity("a", T0 + 2 * H) == []  # same visit: not a return
+    assert dl.on_activity("a", T0 + 3 * DAY_MS) == [("fa", False)]  # came back
+    assert "a" not in dl
+    dl.snapshot("b", "fb", T0)
+    assert dl.advance(T0 + 14 * DAY_MS - 1) == []
+    assert dl.advance(T0 + 14 * DAY_MS) == [("fb", True, "b")]
+    dl.snapshot("c", "fc", T0)
+    assert dl.on_activity("c", T0 + 20 * DAY_MS) == [("fc", True)]  # back, but after the horizon
+
+
+def test_repurchase_labels_wait_for_a_purchase():
+    dl = DelayedLabels(horizon_ms=14 * DAY_MS, min_interval_ms=0, label_on_expiry=False)
+    dl.snapshot("a", "fa", T0)
+    assert dl.on_activity("a", T0 + DAY_MS, outcome=False) == []  # a view: still waiting
+    assert dl.on_activity("a", T0 + H, outcome=True) == [("fa", True)]  # bought
+    dl.snapshot("b", "fb", T0)
+    assert dl.advance(T0 + 14 * DAY_MS) == [("fb", False, "b")]
+
+
+def test_delayed_labels_never_come_before_their_time_random_stream():
+    rng = random.Random(7)
+    horizon = 5 * DAY_MS
+    dl = DelayedLabels(horizon_ms=horizon, min_interval_ms=DAY_MS // 2)
+    snap_t: dict[str, int] = {}
+    wm = T0
+    for _ in range(5000):
+        wm += rng.randint(0, 6 * H)
+        u = f"u{rng.randint(0, 50)}"
+        if rng.random() < 0.5:
+            for (t0, *_), label in dl.on_activity(u, wm):
+                assert wm - t0 >= DAY_MS // 2  # a return, not the same visit
+                assert label == (wm - t0 >= horizon)
+            if dl.snapshot(u, (wm, u), wm):
+                snap_t[u] = wm
+        for (t0, uu), label, user in dl.advance(wm):
+            assert label and uu == user and t0 == snap_t[user]
+            assert wm >= t0 + horizon
+    assert dl.pops <= 5000  # each heap entry popped at most once
+
+
+def test_delayed_labels_advance_pops_only_what_expired():
+    dl = DelayedLabels(horizon_ms=DAY_MS, min_interval_ms=0)
+    for i in range(20_000):
+        dl.snapshot(f"u{i}", i, T0 + i * 1000)
+    assert dl.advance(T0 + DAY_MS + 9_000) != [] and dl.pops == 10
+    for i in range(10, 20_000):
+        dl.on_activity(f"u{i}", T0 + DAY_MS // 2)  # all came back: entries go stale
+    assert len(dl) == 0 and len(dl._heap) < 2_000  # compacted, not left to grow
+    assert dl.advance(T0 + 10 * DAY_MS) == []
+
+
+# ---------------------------------------------------------------------------------------------
+# the classifier
+
+
+def toy(rng: random.Random) -> tuple[dict[str, float], bool]:
+    a, b = rng.gauss(0, 1), rng.gauss(5, 3)
+    return {"a": a, "b": b}, rng.random() < 1 / (1 + math.exp(-(2 * a - 0.5 * (b - 5) / 3)))
+
+
+@pytest.mark.parametrize("model", ["logreg", "tree"])
+def test_classifier_learns_and_contributions_add_up(model: str):
+    rng = random.Random(1)
+    clf = OnlineClassifier(lr=0.05, model=model)
+    assert clf.predict_proba({"a": 1.0, "b": 1.0}) == 0.5
+    data = [toy(rng) for _ in range(3000)]
+    for x, y in data[:2000]:
+        clf.learn(x, y)
+    assert clf.n_learned == 2000
+    held = data[2000:]
+    assert auc([clf.predict_proba(x) for x, _ in held], [y for _, y in held]) > 0.75
+    x = {"a": 1.5, "b": 2.0}
+    factors = clf.contributions(x)
+    assert [f[0] for f in factors] == ["a", "b"] and factors[0][1] == 1.5
+    if model == "logreg":
+        p = clf.predict_proba(x)
+        assert clf.intercept + sum(c for _, _, c in factors) == pytest.approx(math.log(p / (1 - p)))
+
+
+def test_classifier_counts_drift_in_its_error():
+    rng = random.Random(3)
+    clf = OnlineClassifier(lr=0.1)
+    for i in range(6000):
+        x, y = toy(rng)
+        clf.learn(x, y if i < 3000 else not y, t=T0 + i)  # the concept flips half-way
+    assert clf.drift_count >= 1 and clf.last_drift_at is not None and clf.last_drift_at > T0 + 3000
+    assert 0 <= clf.error <= 1
+
+
+# ---------------------------------------------------------------------------------------------
+# the churn model end to end
+
+
+@pytest.fixture(scope="module")
+def trained() -> tuple[ChurnModel, dict[str, list[Any]]]:
+    model = ChurnModel()
+    train(model, synthetic(250, seed=1))
+    return model, synthetic(120, seed=2)
+
+
+def held_out_queries(model: ChurnModel, users: dict[str, list[Any]], end: int) -> tuple[list[float], list[bool]]:
+    """Risk at 0, 3 and 7 days into each silence of held-out users; label: silence >= 14 days."""
+    horizon = 14 * DAY_MS
+    scores, labels = [], []
+    for uid, events in users.items():
+        s = UserState(uid)
+        for e, nxt in zip(events, [*events[1:], None], strict=True):
+            s.apply(e)
+            gap_end = nxt.ts if nxt is not None else None
+            if gap_end is not None and gap_end - e.ts < 6 * H:
+                continue  # mid-visit
+            if gap_end is None and end - e.ts < horizon:
+                continue  # label unknown
+            churned = gap_end is None or gap_end - e.ts >= horizon
+            for age in (0, 3, 7):
+                q = e.ts + age * DAY_MS
+                if gap_end is not None and q >= gap_end:
+                    break
+                scores.append(model.risk(s, q, avg_ltv=150.0))
+                labels.append(churned)
+    return scores, labels
+
+
+def test_churn_model_ranks_held_out_users(trained):
+    model, test_users = trained
+    scores, labels = held_out_queries(model, test_users, T0 + 90 * DAY_MS)
+    assert sum(labels) >= 50 and len(labels) - sum(labels) >= 50
+    value = auc(scores, labels)
+    print(f"held-out AUC {value:.3f} over {len(labels)} queries ({sum(labels)} churned); "
+          f"prequential ROCAUC {model.metric.get():.3f}, {model.n_learned} examples")
+    assert value > 0.75
+    assert model.metric.get() > 0.65  # delayed prequential evaluation agrees
+
+
+def test_risk_rises_with_silence_and_explain_adds_up(trained):
+    model, test_users = trained
+    s = UserState("x")
+    for e in next(iter(test_users.values()))[:40]:
+        s.apply(dataclasses.replace(e, user_id="x"))
+    risks = [model.risk(s, s.last_ts + d * DAY_MS) for d in (0, 3, 7, 12)]
+    assert risks[-1] > risks[0]
+    now = s.last_ts + 5 * DAY_MS
+    factors = model.explain(s, now, top=len(FEATURES))
+    assert {f["name"] for f in factors} == set(FEATURES)
+    assert [abs(f["contribution"]) for f in factors] == sorted((abs(f["contribution"]) for f in factors), reverse=True)
+    p = model.risk(s, now)
+    logit = model.classifier.intercept + sum(f["contribution"] for f in factors)
+    assert logit == pytest.approx(math.log(p / (1 - p)))
+    assert len(model.explain(s, now)) == 3
+
+
+def test_churn_model_learns_only_ages_the_user_was_silent_for():
+    model = ChurnModel(ages_days=(0, 2, 5))
+    s = busy_state()
+    model.observe(s, s.last_ts)
+    assert model.labels.pending_since("u1") == s.last_ts
+    s.apply(View(event_id="late", user_id="u1", ts=s.last_ts + 3 * DAY_MS, schema_version=1,
+                 course_id="c1", lesson_id="l", watch_seconds=60.0, progress=0.1))
+    assert model.observe(s, s.last_ts) == 2  # silent at ages 0 and 2, not 5: two examples
+    assert model.advance(s.last_ts + 14 * DAY_MS) == 3  # stayed away: every age, churned
+
+
+def test_repurchase_model_learns_buyers():
+    model = RepurchaseModel()
+    train(model, synthetic(120, seed=3))
+    assert model.n_learned > 100
+    buyer, browser = busy_state(), UserState("b")
+    browser.apply(View(event_id="v", user_id="b", ts=T0, schema_version=1, course_id="c1",
+                       lesson_id="l", watch_seconds=60.0, progress=0.1))
+    assert 0 <= model.propensity(browser, T0 + DAY_MS) <= 1
+    assert model.propensity(buyer, buyer.last_ts) != model.propensity(browser, T0 + DAY_MS)
+
+
+# ---------------------------------------------------------------------------------------------
+# the contract every model keeps
+
+
+def feature_stream(n: int = 120, seed: int = 5) -> list[dict[str, float]]:
+    users = synthetic(8, seed=seed, days=40)
+    states: dict[str, UserState] = {}
+    out = []
+    for e in merged(users):
+        s = states.setdefault(e.user_id, UserState(e.user_id))
+        s.apply(e)
+        out.append(churn_features(s, e.ts + DAY_MS))
+    return out[:: max(1, len(out) // n)][:n]
+
+
+def state_stream(seed: int = 6) -> list[tuple[UserState, int, bool]]:
+    users = synthetic(6, seed=seed, days=60)
+    states: dict[str, UserState] = {}
+    out = []
+    for e in merged(users):
+        s = states.setdefault(e.user_id, UserState(e.user_id))
+        s.apply(e)
+        out.append((copy.deepcopy(s), e.ts, isinstance(e, Purchase)))
+    return out
+
+
+@dataclasses.dataclass
+class Case:
+    name: str
+    make: Callable[[], Any]
+    learn: Callable[[Any, Any], None]
+    predict: Callable[[Any, Any], Any]
+    inputs: Callable[[], list[Any]]
+    bad: list[dict[str, Any]]
+    frozen: Callable[[Any], Any] = copy.deepcopy  # what must not change when learning
+
+
+def learn_delayed(m: ChurnModel | RepurchaseModel, item: tuple[UserState, int, bool]) -> None:
+    s, ts, buy = item
+    m.observe(s, ts, is_purchase=buy)
+    m.advance(ts - DAY_MS)
+
+
+def alert_learn(m: AlertPolicy, item: tuple[str, float, int]) -> None:
+    u, risk, now = item
+    m.decide(u, risk, now)
+    if risk < 0.1:
+        m.on_activity(u, now)
+
+
+def alert_inputs() -> list[tuple[str, float, int]]:
+    rng = random.Random(9)
+    return [(f"u{rng.randint(0, 9)}", rng.random(), T0 + i * H * 7) for i in range(300)]
+
+
+def sched_learn(m: SilenceScheduler, item: tuple[str, int]) -> None:
+    u, ts = item
+    m.touch(u, ts)
+    for v in m.due(ts - DAY_MS):
+        m.reschedule(v, ts + DAY_MS)
+
+
+def sched_inputs() -> list[tuple[str, int]]:
+    rng = random.Random(10)
+    return [(f"u{rng.randint(0, 30)}", T0 + i * H) for i in range(400)]
+
+
+CASES = [
+    Case("OnlineClassifier", OnlineClassifier, lambda m, x: m.learn(x, x["recency_days"] > 2),
+         lambda m, x: m.predict_proba(x), feature_stream,
+         [{"l2": -1.0}, {"lr": 0.0}, {"lr": float("nan")}, {"model": "svm"}, {"drift_delta": 2.0}]),
+    Case("OnlineClassifier-tree", lambda: OnlineClassifier(model="tree", seed=3),
+         lambda m, x: m.learn(x, x["recency_days"] > 2), lambda m, x: m.predict_proba(x), feature_stream,
+         [{"model": "tree", "seed": "x"}]),
+    Case("ChurnModel", ChurnModel, learn_delayed, lambda m, it: (m.risk(it[0], it[1] + 3 * DAY_MS),
+                                                                 m.explain(it[0], it[1])),
+         state_stream, [{"horizon_days": 0}, {"min_interval_days": 20}, {"ages_days": (1, 2)},
+                        {"ages_days": (0, 20)}, {"ages_days": (0, 3, 2)}, {"lr": -1}, {"model": "x"}],
+         frozen=lambda it: copy.deepcopy(it[0].to_dict())),
+    Case("RepurchaseModel", RepurchaseModel, learn_delayed,
+         lambda m, it: m.propensity(it[0], it[1]), state_stream,
+         [{"horizon_days": -1}, {"l2": -1}, {"model": "knn"}], frozen=lambda it: copy.deepcopy(it[0].to_dict())),
+    Case("ActivityClusters", lambda: ActivityClusters(warmup=20), lambda m, x: m.learn(x),
+         lambda m, x: (m.predict(x), m.describe_all()), feature_stream,
+         [{"n_clusters": 0}, {"halflife": 0}, {"warmup": 2, "n_clusters": 4}, {"seed": None}]),
+    Case("AlertPolicy", AlertPolicy, alert_learn, lambda m, it: (m.is_open(it[0]), m.decide(*it)),
+         alert_inputs, [{"threshold": 1.5}, {"release": 0.7}, {"cooldown_days": -1}, {"discount_pct": 0}]),
+    Case("SilenceScheduler", SilenceScheduler, sched_learn,
+         lambda m, it: (len(m), m.scheduled_at(it[0]), m.due(it[1])), sched_inputs,
+         [{"first_check_days": 0}, {"first_check_days": "3"}]),
+    Case("DelayedLabels", DelayedLabels, lambda m, it: (m.on_activity(it[0], it[1]), m.snapshot(it[0], [it[1]], it[1])),
+         lambda m, it: (len(m), m.advance(it[1] - DAY_MS)), sched_inputs,
+         [{"horizon_ms": 0}, {"min_interval_ms": 20 * DAY_MS}, {"label_on_expiry": 1}]),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
+def test_contract_pickle_round_trip_gives_identical_predictions(case: Case):
+    items = case.inputs()
+    half = len(items) // 2
+    model = case.make()
+    for it in items[:half]:
+        case.learn(model, it)
+    twin = pickle.loads(pickle.dumps(model))
+    for it in items[half:]:  # both keep learning and must stay identical
+        assert case.predict(model, it) == case.predict(twin, it)
+        case.learn(model, it)
+        case.learn(twin, it)
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
+def test_contract_learning_leaves_the_input_unchanged(case: Case):
+    model = case.make()
+    for it in case.inputs():
+        before = case.frozen(it)
+        case.learn(model, it)
+        case.predict(model, it)
+        assert case.frozen(it) == before
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
+def test_contract_bad_arguments_raise_value_error(case: Case):
+    for kwargs in case.bad:
+        with pytest.raises(ValueError):
+            type(case.make())(**kwargs)
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
+def test_contract_clone_is_unfitted_with_the_same_arguments(case: Case):
+    model = case.make()
+    for it in case.inputs()[:50]:
+        case.learn(model, it)
+    fresh, again = clone(model), model.clone()
+    assert type(fresh) is type(model) and vars(fresh).keys() == vars(model).keys()
+    first = case.inputs()[0]
+    blank = case.make()
+    assert case.predict(fresh, first) == case.predict(blank, first) == case.predict(again, first)

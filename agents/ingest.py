@@ -17,6 +17,7 @@ from models.profile import PartitionStats, UserState
 from models.recommend import cooc_updates, engagement_level
 from schemas.codec import INPUT_TYPES, RejectedRecord, dead_letter, decode_event, encode
 from schemas.events import Purchase
+from agents import score_churn
 from streams import tables, topics
 from streams.app import app, settings
 from streams.metrics import metrics
@@ -46,10 +47,11 @@ def partition_stats(partition: int) -> PartitionStats:
 
 @app.on_partitions_revoked.connect
 async def _forget_revoked(app, revoked, **kwargs) -> None:  # noqa: ANN001 - faust signal
-    """Drop cached partition stats of revoked partitions; reload from the table when back."""
+    """Drop in-memory partition state of revoked partitions; reload from the tables when back."""
     for tp in revoked:
         _stats.pop(tp.partition, None)
         _persisted_max.pop(tp.partition, None)
+        score_churn.forget_partition(tp.partition)
 
 
 async def _reject(message, exc: RejectedRecord) -> None:  # noqa: ANN001 - faust Message
@@ -101,6 +103,7 @@ async def ingest(stream):  # noqa: ANN001 - faust stream
             for update in cooc_updates(state, course_id, old_level, new_level, ev.ts, completion=rules.completion):
                 await topics.course_cooc.send(key=update.course_id.encode(), value=orjson.dumps(update.to_dict()))
                 metrics.inc("cooc_updates_sent")
+        state.partition = partition
         tables.users[ev.user_id] = state.to_dict()
         stats = partition_stats(partition)
         is_purchase = isinstance(ev, Purchase)
@@ -109,9 +112,13 @@ async def ingest(stream):  # noqa: ANN001 - faust stream
             amount=ev.amount if is_purchase else 0.0,
             new_buyer=is_purchase and first_purchase,
         )
+        rm = score_churn.models_for(partition)
+        rm.observe(state, ev.ts, is_purchase, stats.avg_ltv)
         if is_purchase or (moved and stats.max_ts - _persisted_max.get(partition, 0) >= _STATS_PERSIST_MS):
             tables.partition_stats[str(partition)] = stats.to_dict()
             _persisted_max[partition] = stats.max_ts
+            await score_churn.on_watermark(partition, stats.watermark(_LATENESS_MS), stats.avg_ltv)
+        score_churn.checkpoint(partition, settings.checkpoint_events)
         metrics.set("watermark_ms", stats.watermark(_LATENESS_MS), str(partition))
         metrics.set("event_lag_ms", time.time() * 1000 - ev.ts)
         dirty_profiles[ev.user_id] = partition

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 
 from agents.ingest import partition_stats
+from agents.score_churn import models_for
 from models.profile import UserState, build_profile
 from schemas.codec import encode
 from streams import tables, topics
@@ -36,7 +37,10 @@ async def flush_profiles() -> None:
         if raw is None:  # partition moved to another worker since it was marked
             continue
         stats = partition_stats(partition)
-        profile = build_profile(UserState.from_dict(raw), stats.watermark(_LATENESS_MS), stats.avg_ltv, rules)
+        state = UserState.from_dict(raw)
+        now = stats.watermark(_LATENESS_MS)
+        extra = models_for(partition).extras(state, max(now, state.last_ts), stats.avg_ltv)
+        profile = build_profile(state, now, stats.avg_ltv, rules, extra=extra)
         value = encode(profile)
         await topics.user_profiles.send(key=user_id.encode(), value=value, partition=partition)
         metrics.inc("profiles_published", profile.segment)

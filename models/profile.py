@@ -144,6 +144,8 @@ class UserState:
     events_long: float = 0.0
     decay_ts: int = 0
     referred_by: str | None = None
+    #: the input partition that owns this user (set by the worker; -1 offline)
+    partition: int = -1
     rec_views: int = 0
     rec_purchases: int = 0
 

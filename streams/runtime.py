@@ -6,10 +6,14 @@ from dataclasses import dataclass
 
 from models.profile import SegmentRules
 from models.recommend import NeighbourIndex, Ranker
+from models.retention import RetentionModels
 from streams.app import settings
 from streams.serving import RedisServing
 
-__all__ = ["RecTrigger", "dirty_profiles", "dirty_recs", "dirty_rows", "index", "ranker", "rules", "serving"]
+__all__ = [
+    "RecTrigger", "dirty_profiles", "dirty_recs", "dirty_rows", "index", "new_retention", "ranker", "retention",
+    "rules", "serving",
+]
 
 rules = SegmentRules()
 serving = RedisServing(settings.redis_url, prefix=settings.redis_prefix, ttl_s=settings.redis_ttl_s)
@@ -33,3 +37,13 @@ dirty_rows: dict[str, int] = {}
 #: the broadcast copy of every course's neighbours, popularity and catalogue entry
 index = NeighbourIndex(settings.neighbours_k, settings.half_life_days)
 ranker = Ranker(n=settings.rec_n, completion=rules.completion)
+
+#: partition -> its retention models (loaded from the ``retention`` table on first use)
+retention: dict[int, RetentionModels] = {}
+
+
+def new_retention() -> RetentionModels:
+    """Fresh retention models configured from the settings."""
+    return RetentionModels(horizon_days=settings.churn_horizon_days, threshold=settings.churn_threshold,
+                           release=settings.churn_release, cooldown_days=settings.alert_cooldown_days,
+                           first_check_days=settings.first_check_days, rules=rules)

@@ -6,7 +6,7 @@ import faust
 
 from streams.app import app, settings
 
-__all__ = ["cooc", "partition_stats", "users"]
+__all__ = ["cooc", "partition_stats", "retention", "users"]
 
 #: user_id -> models.profile.UserState as a dict; partitioned like the input topics
 users = app.Table(
@@ -30,4 +30,13 @@ cooc = app.Table(
     default=None,
     partitions=settings.partitions,
     schema=faust.Schema(key_type=str, key_serializer="raw", value_serializer="json"),
+)
+
+#: str(partition) -> models.retention.RetentionModels.checkpoint() bytes: the learned churn,
+#: repurchase and cluster models and open alert episodes, moving with the partition
+retention = app.Table(
+    "retention",
+    default=None,
+    partitions=settings.partitions,
+    schema=faust.Schema(key_type=str, key_serializer="raw", value_serializer="raw"),
 )

@@ -1,0 +1,167 @@
+"""Everything one partition keeps for retention: churn and repurchase models, activity clusters,
+the silence scheduler and the alert policy — one object, used by the live agent and by replay.
+
+Per event (after ``state.apply``): :meth:`RetentionModels.observe`. When the partition's
+watermark moves: :meth:`on_watermark`, which learns the labels that expired, then scores only
+the users whose next check is due (an ordered structure, never a scan of every user) and returns
+the alerts to send. :meth:`checkpoint` / :meth:`restore` carry the learned state (small: model
+weights and open alert episodes) with the partition; pending label snapshots and the silence
+schedule are rebuilt from the users' state after a move (:meth:`reschedule_all`).
+"""
+
+from __future__ import annotations
+
+import logging
+import pickle
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from models.alerts import AlertPolicy, SilenceScheduler
+from models.churn import ChurnModel, RepurchaseModel, churn_features
+from models.clusters import ActivityClusters
+from models.profile import DAY_MS, SegmentRules, UserState, build_profile
+
+__all__ = ["AlertDecision", "RetentionModels"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class AlertDecision:
+    """An alert to publish, with what explains it."""
+
+    user_id: str
+    at: int
+    risk: float
+    threshold: float
+    days_inactive: float
+    segment: str
+    factors: list[dict[str, Any]]
+    action: str
+
+
+class RetentionModels:
+    """Churn risk, repurchase propensity, activity clusters and silence alerts of one partition."""
+
+    def __init__(self, horizon_days: float = 14.0, threshold: float = 0.6, release: float = 0.4,
+                 cooldown_days: float = 7.0, first_check_days: float = 3.0, recheck_days: float = 1.0,
+                 rules: SegmentRules | None = None, seed: int = 0) -> None:
+        if recheck_days <= 0:
+            msg = f"recheck_days must be > 0, got {recheck_days}"
+            raise ValueError(msg)
+        self.horizon_days = horizon_days
+        self.threshold = threshold
+        self.release = release
+        self.cooldown_days = cooldown_days
+        self.first_check_days = first_check_days
+        self.recheck_days = recheck_days
+        self.rules = rules or SegmentRules()
+        self.seed = seed
+        self.churn = ChurnModel(horizon_days=horizon_days, seed=seed)
+        self.repurchase = RepurchaseModel(horizon_days=horizon_days, seed=seed)
+        self.clusters = ActivityClusters(seed=seed)
+        self.scheduler = SilenceScheduler(first_check_days=first_check_days)
+        self.policy = AlertPolicy(threshold=threshold, release=release, cooldown_days=cooldown_days)
+        self._clustered_day: dict[str, int] = {}
+        self.watermark = 0
+
+    # -- the event path ------------------------------------------------------------------------
+
+    def observe(self, state: UserState, ts: int, is_purchase: bool, avg_ltv: float = 0.0) -> None:
+        """Fold in one applied event of the user."""
+        self.churn.observe(state, ts, is_purchase, avg_ltv)
+        self.repurchase.observe(state, ts, is_purchase, avg_ltv)
+        self.scheduler.touch(state.user_id, state.last_ts)
+        self.policy.on_activity(state.user_id, ts)
+        day = ts // DAY_MS
+        if self._clustered_day.get(state.user_id) != day:  # clusters learn once per user-day
+            self._clustered_day[state.user_id] = day
+            self.clusters.learn(churn_features(state, ts, avg_ltv))
+
+    def on_watermark(self, watermark: int, get_state: Callable[[str], UserState | None], avg_ltv: float = 0.0,
+                     scored: list[tuple[str, int, float]] | None = None) -> list[AlertDecision]:
+        """Learn expired labels; score the users whose silence check is due; return alerts.
+
+        ``scored`` (optional) receives every ``(user_id, at, risk)`` computed, for evaluation.
+        """
+        if watermark <= self.watermark:
+            return []
+        self.watermark = watermark
+        self.churn.advance(watermark)
+        self.repurchase.advance(watermark)
+        alerts: list[AlertDecision] = []
+        for user_id in self.scheduler.due(watermark):
+            state = get_state(user_id)
+            if state is None:
+                self.scheduler.forget(user_id)
+                continue
+            risk = self.churn.risk(state, watermark, avg_ltv)
+            if scored is not None:
+                scored.append((user_id, watermark, risk))
+            days_inactive = max(0.0, (watermark - state.last_ts) / DAY_MS)
+            if self.policy.decide(user_id, risk, watermark):
+                alerts.append(self._alert(state, watermark, risk, days_inactive, avg_ltv))
+            if days_inactive < self.rules.churned_days:
+                self.scheduler.reschedule(user_id, watermark + int(self.recheck_days * DAY_MS))
+            else:  # past "churned": stop checking until the user comes back
+                self.scheduler.forget(user_id)
+                self.churn.forget(user_id)
+                self._clustered_day.pop(user_id, None)
+        return alerts
+
+    def _alert(self, state: UserState, now: int, risk: float, days_inactive: float, avg_ltv: float) -> AlertDecision:
+        profile = build_profile(state, now, avg_ltv, self.rules)
+        factors = self.churn.explain(state, now, top=3, avg_ltv=avg_ltv)
+        in_progress = [c for c, e in sorted(state.courses.items(), key=lambda ce: -ce[1][0])
+                       if not e[3] and e[1] < self.rules.completion]
+        action = self.policy.suggest_action(churn_features(state, now, avg_ltv), factors, profile.segment,
+                                            recent_course=in_progress[0] if in_progress else None)
+        return AlertDecision(state.user_id, now, round(risk, 4), self.threshold, round(days_inactive, 2),
+                             profile.segment, factors, action)
+
+    def extras(self, state: UserState, now: int, avg_ltv: float = 0.0) -> dict[str, Any]:
+        """Model outputs for the user's profile (``extra``)."""
+        x = churn_features(state, now, avg_ltv)
+        cluster = self.clusters.predict(x)
+        return {
+            "churn_risk": round(self.churn.classifier.predict_proba(x), 4),
+            "repurchase_propensity": round(self.repurchase.classifier.predict_proba(x), 4),
+            "cluster": cluster,
+            "cluster_description": self.clusters.describe(cluster) if cluster >= 0 else "not enough data yet",
+        }
+
+    # -- moving with the partition --------------------------------------------------------------
+
+    def checkpoint(self) -> bytes:
+        """The learned state (model weights, clusters, open alert episodes) as bytes."""
+        return pickle.dumps({
+            "args": (self.horizon_days, self.threshold, self.release, self.cooldown_days,
+                     self.first_check_days, self.recheck_days, self.rules, self.seed),
+            "churn": self.churn.classifier,
+            "repurchase": self.repurchase.classifier,
+            "clusters": self.clusters,
+            "policy": self.policy.to_dict(),
+            "watermark": self.watermark,
+        }, protocol=pickle.HIGHEST_PROTOCOL)
+
+    @classmethod
+    def restore(cls, blob: bytes) -> RetentionModels:
+        """Inverse of :meth:`checkpoint` (pending snapshots and the schedule start empty)."""
+        data = pickle.loads(blob)  # noqa: S301 - our own changelog, written by checkpoint()
+        new = cls(*data["args"])
+        new.churn.classifier = data["churn"]
+        new.repurchase.classifier = data["repurchase"]
+        new.clusters = data["clusters"]
+        new.policy = AlertPolicy.from_dict(data["policy"])
+        new.watermark = data["watermark"]
+        return new
+
+    def reschedule_all(self, states: Iterable[UserState]) -> int:
+        """Schedule silence checks for users recovered with the partition; returns how many."""
+        n = 0
+        for state in states:
+            if state.last_ts and (self.watermark - state.last_ts) < self.rules.churned_days * DAY_MS:
+                self.scheduler.touch(state.user_id, state.last_ts)
+                n += 1
+        return n

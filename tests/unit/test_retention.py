@@ -1,0 +1,86 @@
+"""RetentionModels: the bundle the live agent and replay share; silence alerts; checkpoints."""
+
+from __future__ import annotations
+
+import pickle
+import random
+
+import pytest
+
+from models.profile import DAY_MS, UserState
+from models.retention import RetentionModels
+from schemas.events import View
+
+T0 = 1_767_225_600_000
+H = 3_600_000
+
+
+def _view(uid: str, n: int, ts: int, watch: float = 900.0) -> View:
+    return View(event_id=f"{uid}-{n}", user_id=uid, ts=ts, schema_version=1, course_id="c1", lesson_id="l",
+                watch_seconds=watch, progress=0.3)
+
+
+def _train(rm: RetentionModels, states: dict[str, UserState], days: int = 60, seed: int = 1) -> int:
+    """Regular users keep coming daily; 'leavers' slow down and stop after 20 days."""
+    rng = random.Random(seed)
+    n = 0
+    for day in range(days):
+        for u in range(40):
+            uid = f"u{u}"
+            leaver = u % 4 == 0
+            if leaver and (day > 20 or rng.random() < day / 25):
+                continue
+            if rng.random() < 0.8:
+                ts = T0 + day * DAY_MS + rng.randrange(0, 8 * H)
+                state = states.setdefault(uid, UserState(uid))
+                state.apply(_view(uid, n, ts, watch=900 if not leaver else 900 * (1 - day / 25)))
+                rm.observe(state, ts, False)
+                n += 1
+        rm.on_watermark(T0 + (day + 1) * DAY_MS, states.get)
+    return n
+
+
+def test_a_silent_user_gets_one_alert_per_episode_while_others_move_the_watermark():
+    rm = RetentionModels(threshold=0.5, release=0.3, cooldown_days=2)
+    states: dict[str, UserState] = {}
+    _train(rm, states)
+    silent = UserState("quiet")
+    t = T0 + 61 * DAY_MS
+    silent.apply(_view("quiet", 0, t))
+    rm.observe(silent, t, False)
+    states["quiet"] = silent
+    alerts = []
+    for day in range(1, 15):  # others keep the watermark moving; the quiet user sends nothing
+        alerts += [a for a in rm.on_watermark(t + day * DAY_MS, states.get) if a.user_id == "quiet"]
+    assert len(alerts) == 1
+    first = alerts[0]
+    assert first.days_inactive >= 3 and first.risk >= 0.5 and first.factors and first.action
+    # the user comes back: the episode closes; silent again: a new alert
+    back = t + 15 * DAY_MS
+    silent.apply(_view("quiet", 1, back))
+    rm.observe(silent, back, False)
+    assert not rm.policy.is_open("quiet")
+    again = []
+    for day in range(1, 15):
+        again += [a for a in rm.on_watermark(back + day * DAY_MS, states.get) if a.user_id == "quiet"]
+    assert len(again) == 1 and again[0].at > back
+
+
+def test_checkpoint_restores_the_same_predictions():
+    rm = RetentionModels()
+    states: dict[str, UserState] = {}
+    _train(rm, states, days=30)
+    restored = RetentionModels.restore(rm.checkpoint())
+    now = T0 + 31 * DAY_MS
+    for state in states.values():
+        assert restored.churn.risk(state, now) == pytest.approx(rm.churn.risk(state, now), abs=1e-12)
+        assert restored.extras(state, now) == rm.extras(state, now)
+    assert restored.reschedule_all(states.values()) > 0
+    assert pickle.loads(pickle.dumps(restored)).checkpoint() == restored.checkpoint()
+
+
+def test_bad_arguments_are_rejected():
+    with pytest.raises(ValueError, match="recheck_days"):
+        RetentionModels(recheck_days=0)
+    with pytest.raises(ValueError, match="release"):
+        RetentionModels(threshold=0.5, release=0.6)

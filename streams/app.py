@@ -61,4 +61,5 @@ app = faust.App(
     producer_max_request_size=4_194_304,
     table_standby_replicas=0,
     stream_wait_empty=False,
+    recovery_consistency_check=settings.recovery_consistency_check,
 )

@@ -118,10 +118,13 @@ class EmbeddedServices:
         if self.workdir is None:
             self.workdir = Path(tempfile.mkdtemp(prefix="coursepulse-"))
         self.workdir.mkdir(parents=True, exist_ok=True)
-        changes: dict[str, str] = {}
+        changes: dict[str, object] = {}
         try:
             if not self.requested.kafka_broker:
                 changes["kafka_broker"] = self._start_tansu()
+                # Tansu answers ListOffsets(latest) one batch short, which trips Faust's recovery
+                # check (persisted offset > end) after a restart; RocksDB on disk stays correct
+                changes["recovery_consistency_check"] = False
             if not self.requested.redis_url:
                 changes["redis_url"] = self._start_redis()
         except BaseException:

@@ -54,6 +54,7 @@ class Settings:
     checkpoint_events: int = _f("COURSEPULSE_CHECKPOINT_EVENTS", 2000, "A partition's learned models are checkpointed to its table every this many events.")
     redis_ttl_s: int = _f("COURSEPULSE_REDIS_TTL_S", 7 * 86_400, "TTL of the serving copies in Redis.")
     redis_prefix: str = _f("COURSEPULSE_REDIS_PREFIX", "cp:", "Prefix of every Redis key.")
+    recovery_consistency_check: bool = _f("COURSEPULSE_RECOVERY_CONSISTENCY_CHECK", True, "Faust's check that a table's persisted offset is not past the changelog's end. The embedded default turns it off: Tansu reports the end of a topic one batch short.")
     log_level: str = _f("COURSEPULSE_LOG_LEVEL", "info", "Log level of the worker.")
 
     @classmethod
@@ -66,7 +67,7 @@ class Settings:
             if raw is None or raw == "":
                 continue
             try:
-                values[f.name] = type(f.default)(raw)
+                values[f.name] = _parse_bool(raw) if isinstance(f.default, bool) else type(f.default)(raw)
             except ValueError:
                 msg = f"{f.metadata['env']}={raw!r}: expected {type(f.default).__name__}"
                 raise ValueError(msg) from None
@@ -109,6 +110,16 @@ class Settings:
     def to_env(self) -> dict[str, str]:
         """These settings as environment variables (to hand to worker processes)."""
         return {f.metadata["env"]: str(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+
+def _parse_bool(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    msg = f"expected true/false, got {raw!r}"
+    raise ValueError(msg)
 
 
 #: env var name -> (field name, default, doc), for docs and the compose/k8s checks

@@ -38,5 +38,6 @@ retention = app.Table(
     "retention",
     default=None,
     partitions=settings.partitions,
-    schema=faust.Schema(key_type=str, key_serializer="raw", value_serializer="raw"),
+    value_type=bytes,  # the store's serializer follows value_type: raw bytes, not JSON
+    schema=faust.Schema(key_type=str, value_type=bytes, key_serializer="raw", value_serializer="raw"),
 )

@@ -5,11 +5,11 @@ from __future__ import annotations
 import orjson
 from faust.web import Request, Response, View
 
-from streams.app import app
+from streams.app import app, settings
 from streams.metrics import metrics
 from streams.runtime import index, serving
 
-__all__ = ["HealthView", "MetricsView", "NeighboursView", "ProfileView", "RecommendationsView", "StatsView"]
+__all__ = ["ChurnView", "HealthView", "MetricsView", "NeighboursView", "ProfileView", "RecommendationsView", "StatsView"]
 
 
 def _json(web, body: object, status: int = 200) -> Response:  # noqa: ANN001
@@ -70,3 +70,31 @@ class NeighboursView(View):
         if course_id not in index.pos:
             return _json(self.web, {"error": f"unknown course {course_id!r}"}, status=404)
         return _json(self.web, {"course_id": course_id, "neighbours": index.neighbours_of(course_id)})
+
+
+@app.page("/churn/{user_id}")
+class ChurnView(View):
+    """Churn risk and its top factors, computed by the worker that owns the user (else 404)."""
+
+    async def get(self, request: Request, user_id: str) -> Response:
+        from agents.ingest import partition_stats
+        from agents.score_churn import models_for
+        from models.profile import UserState
+        from streams import tables
+
+        if app.rebalancing or not app.tables.recovery.completed.is_set():
+            return _json(self.web, {"error": "recovering partitions, try again"}, status=503)
+        raw = tables.users.get(user_id)
+        if raw is None:
+            return _json(self.web, {"error": f"{user_id!r} is not on this worker"}, status=404)
+        state = UserState.from_dict(raw)
+        stats = partition_stats(state.partition)
+        now = max(stats.watermark(int(settings.allowed_lateness_s * 1000)), state.last_ts)
+        rm = models_for(state.partition)
+        return _json(self.web, {
+            "user_id": user_id,
+            "as_of": now,
+            "risk": rm.churn.risk(state, now, stats.avg_ltv),
+            "factors": rm.churn.explain(state, now, top=5, avg_ltv=stats.avg_ltv),
+            "examples_learned": rm.churn.n_learned,
+        })

@@ -54,6 +54,8 @@ FEATURES: dict[str, str] = {
     "recency_days": f"days since the last event, capped at {RECENCY_CAP_DAYS:g}",
     "tenure_log": "log1p of days since the first event",
     "sessions_per_week": "sessions per week of tenure (tenure counted as at least one week)",
+    "recency_log": "log1p of recency_days (silence matters most in its first days)",
+    "silence_ratio": "log1p of recency over the user's usual gap between sessions (7 / sessions_per_week days)",
     "events_log": "log1p of views + purchases + shares",
     "watch_short": f"log1p of watch hours decayed with the {SHORT_HL_DAYS:g}-day half-life",
     "watch_long": f"log1p of watch hours decayed with the {LONG_HL_DAYS:g}-day half-life",
@@ -112,6 +114,9 @@ def churn_features(state: UserState, now: int, avg_ltv: float = 0.0) -> dict[str
         "recency_days": min(RECENCY_CAP_DAYS, profile.recency_days),
         "tenure_log": math.log1p(tenure_days),
         "sessions_per_week": sessions / max(tenure_days / 7.0, 1.0),
+        "recency_log": math.log1p(min(RECENCY_CAP_DAYS, profile.recency_days)),
+        "silence_ratio": math.log1p(min(RECENCY_CAP_DAYS, profile.recency_days)
+                                    * (sessions / max(tenure_days / 7.0, 1.0)) / 7.0),
         "events_log": math.log1p(max(0, state.views + state.purchases + state.shares)),
         "watch_short": math.log1p(max(ws, 0.0) / 3600.0),
         "watch_long": math.log1p(max(wl, 0.0) / 3600.0),

@@ -46,7 +46,7 @@ class RetentionModels:
 
     def __init__(self, horizon_days: float = 14.0, threshold: float = 0.6, release: float = 0.4,
                  cooldown_days: float = 7.0, first_check_days: float = 3.0, recheck_days: float = 1.0,
-                 rules: SegmentRules | None = None, seed: int = 0) -> None:
+                 rules: SegmentRules | None = None, seed: int = 0, self_supervised: bool = True) -> None:
         if recheck_days <= 0:
             msg = f"recheck_days must be > 0, got {recheck_days}"
             raise ValueError(msg)
@@ -58,6 +58,9 @@ class RetentionModels:
         self.recheck_days = recheck_days
         self.rules = rules or SegmentRules()
         self.seed = seed
+        #: learn churn from the stream itself (returns vs silence past the horizon); False when
+        #: an evaluator feeds ground-truth labels to ``churn.classifier`` instead
+        self.self_supervised = self_supervised
         self.churn = ChurnModel(horizon_days=horizon_days, seed=seed)
         self.repurchase = RepurchaseModel(horizon_days=horizon_days, seed=seed)
         self.clusters = ActivityClusters(seed=seed)
@@ -70,7 +73,8 @@ class RetentionModels:
 
     def observe(self, state: UserState, ts: int, is_purchase: bool, avg_ltv: float = 0.0) -> None:
         """Fold in one applied event of the user."""
-        self.churn.observe(state, ts, is_purchase, avg_ltv)
+        if self.self_supervised:
+            self.churn.observe(state, ts, is_purchase, avg_ltv)
         self.repurchase.observe(state, ts, is_purchase, avg_ltv)
         self.scheduler.touch(state.user_id, state.last_ts)
         self.policy.on_activity(state.user_id, ts)
@@ -88,7 +92,8 @@ class RetentionModels:
         if watermark <= self.watermark:
             return []
         self.watermark = watermark
-        self.churn.advance(watermark)
+        if self.self_supervised:
+            self.churn.advance(watermark)
         self.repurchase.advance(watermark)
         alerts: list[AlertDecision] = []
         for user_id in self.scheduler.due(watermark):

@@ -14,7 +14,7 @@ import re
 import types
 import typing
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, TypeVar
 
 from schemas.exceptions import ValidationError
@@ -79,6 +79,8 @@ class Record:
 # ---------------------------------------------------------------------------------------------
 # timestamps
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
 _ISO_RE = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}")
 
 
@@ -111,7 +113,7 @@ def parse_ts(value: Any, field: str = "ts") -> int:
         if dt.tzinfo is None:
             msg = f"{field}: ISO-8601 date-time needs a UTC offset (e.g. 'Z' or '+08:00'): {value[:40]!r}"
             raise ValidationError(msg)
-        return int(dt.timestamp() * 1000)
+        return (dt - _EPOCH) // _MS  # exact integer arithmetic: no float rounding of millis
     msg = f"{field}: expected ISO-8601 string or epoch milliseconds, got {type(value).__name__}"
     raise ValidationError(msg)
 

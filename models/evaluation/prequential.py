@@ -15,6 +15,7 @@ except the throughput figures.
 from __future__ import annotations
 
 import bisect
+import heapq
 import logging
 import time
 from collections import Counter, defaultdict
@@ -24,10 +25,11 @@ from typing import Any
 
 import numpy as np
 
-from models.churn import ChurnModel
+from models.churn import FEATURE_NAMES, churn_features
 from models.evaluation.metrics import average_precision, ndcg_at, roc_auc
 from models.profile import DAY_MS, UserState
 from models.recommend import OnlineRecommender, engagement_level
+from models.retention import RetentionModels
 from schemas.events import Course, Purchase, View
 
 __all__ = ["EvalConfig", "LabelFeed", "PrequentialEvaluator", "popularity_top"]
@@ -77,6 +79,11 @@ class EvalConfig:
     #: a risk snapshot is recorded at most once per user per this much event time
     snapshot_interval_ms: int = DAY_MS
     alert_threshold: float = 0.6
+    #: the "after warm-up" churn figures leave out snapshots of the first days of the file, when
+    #: delayed labels have not reached the model yet
+    warmup_days: float = 28.0
+    #: with a label file, learn churn from it (labels reach the model only once in the past)
+    learn_from_labels: bool = True
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -117,12 +124,18 @@ class PrequentialEvaluator:
     """Replay events through the recommender and the churn model, test-then-learn."""
 
     def __init__(self, config: EvalConfig | None = None, recommender: OnlineRecommender | None = None,
-                 churn: ChurnModel | None = None, labels: dict[str, int | None] | None = None) -> None:
+                 retention: RetentionModels | None = None, labels: dict[str, int | None] | None = None) -> None:
         self.config = config or EvalConfig()
         self.recommender = recommender or OnlineRecommender()
-        self.churn = churn or ChurnModel(horizon_days=self.config.horizon_days, seed=self.config.seed)
         self.labels = LabelFeed(labels or {})
         self.has_labels = labels is not None
+        #: with ground truth, the churn model learns it (once in the past) instead of inactivity
+        self.learn_from_labels = self.has_labels and self.config.learn_from_labels
+        self.retention = retention or RetentionModels(
+            horizon_days=self.config.horizon_days, threshold=self.config.alert_threshold, seed=self.config.seed,
+            self_supervised=not self.learn_from_labels)
+        self.churn = self.retention.churn
+        self._pending_labels: list[tuple[int, int, str, tuple[float, ...]]] = []
         self.states: dict[str, UserState] = {}
         self.catalogue: set[str] = set()
         self._lists: dict[str, _Lists] = {}
@@ -132,9 +145,8 @@ class PrequentialEvaluator:
         self._pop_order: list[str] = []
         self._pop_at = -(2**62)
         self._activity_days: dict[str, list[int]] = defaultdict(list)
-        self._silence_due: list[tuple[int, str]] = []
-        self._alert_open: dict[str, bool] = {}
         self.clock = 0
+        self._first_ts: int = 0
         self.events = 0
         self.r = _Results()
         self._as_of_done = self.config.as_of is None
@@ -160,6 +172,8 @@ class PrequentialEvaluator:
             return
         self.events += 1
         t = ev.ts
+        if not self._first_ts:
+            self._first_ts = t
         if t > self.clock:
             self._advance(t)
         user = ev.user_id
@@ -189,17 +203,15 @@ class PrequentialEvaluator:
             if old == 0 and new > 0:
                 self._engaged[course] += 1
             self.recommender.learn(state, course, old, new, t)
-        self.churn.observe(state, t, is_purchase=isinstance(ev, Purchase))
+        self.retention.observe(state, t, isinstance(ev, Purchase))
         days = self._activity_days[user]
         day = t // DAY_MS
         if not days or days[-1] != day:
             bisect.insort(days, day)
-        self._alert_open.pop(user, None)  # the user is back: an alert episode ends
-        self._schedule_silence(user, state.last_ts)
 
         if t - self._last_snap.get(user, -(2**62)) >= self.config.snapshot_interval_ms:
             self._last_snap[user] = t
-            self.r.snapshots.append((user, t, self.churn.risk(state, t)))
+            self._snapshot(user, state, t)
 
         # -- publish the user's lists as the live system would (coalesced in event time)
         if t - self._last_pub.get(user, -(2**62)) >= self.config.rec_interval_ms:
@@ -214,37 +226,40 @@ class PrequentialEvaluator:
             self._pop_order = [c for c, _ in sorted(self._engaged.items(), key=lambda kv: (-kv[1], kv[0]))]
         return self._pop_order
 
-    def _schedule_silence(self, user: str, last_ts: int) -> None:
-        import heapq
+    def _snapshot(self, user: str, state: UserState, t: int) -> None:
+        """Record a risk for evaluation; with labels, queue the example for learning later."""
+        x = churn_features(state, t)
+        self.r.snapshots.append((user, t, self.churn.classifier.predict_proba(x)))
+        if self.learn_from_labels:
+            c = self.labels._final().get(user)  # only its time is used here: when it may be learned
+            horizon = int(self.config.horizon_days * DAY_MS)
+            positive = c is not None and c <= t + horizon
+            known_at = max(t, c) if positive else t + horizon  # the label is in the past from then on
+            heapq.heappush(self._pending_labels, (known_at, int(positive), user, tuple(x.values())))
 
-        heapq.heappush(self._silence_due, (last_ts + 3 * DAY_MS, user))
+    def _learn_resolved(self, clock: int) -> None:
+        pending = self._pending_labels
+        while pending and pending[0][0] <= clock:
+            _, y, _, values = heapq.heappop(pending)
+            self.churn.classifier.learn(dict(zip(FEATURE_NAMES, values, strict=True)), bool(y))
 
     def _advance(self, t: int) -> None:
         """Event time moves to ``t``: labels, expired snapshots, silent users, the as-of cut."""
-        import heapq
-
         if not self._as_of_done and self.config.as_of is not None and t > self.config.as_of:
             self._as_of_done = True
             as_of = self.config.as_of
-            self.churn.advance(as_of)
+            self._learn_resolved(as_of)
+            self.retention.on_watermark(as_of, self.states.get)
             for user, state in self.states.items():
                 self.r.as_of.append((user, self.churn.risk(state, as_of)))
         self.clock = t
         self.labels.advance(t)
-        self.churn.advance(t)
-        due = self._silence_due
-        while due and due[0][0] <= t:
-            at, user = heapq.heappop(due)
-            state = self.states[user]
-            if at < state.last_ts + 3 * DAY_MS:
-                continue  # stale entry: the user was active after it was scheduled
-            risk = self.churn.risk(state, at)
-            self.r.snapshots.append((user, at, risk))
-            if risk >= self.config.alert_threshold and not self._alert_open.get(user):
-                self._alert_open[user] = True
-                self.r.alerts.append((user, at, risk))
-            if at - state.last_ts < self.config.horizon_days * DAY_MS:
-                heapq.heappush(due, (at + DAY_MS, user))
+        self._learn_resolved(t)
+        scored: list[tuple[str, int, float]] = []
+        for a in self.retention.on_watermark(t, self.states.get, scored=scored):
+            self.r.alerts.append((a.user_id, a.at, a.risk))
+        for user, at, _ in scored:
+            self._snapshot(user, self.states[user], at)
 
     # -- metrics -----------------------------------------------------------------------------
 
@@ -284,12 +299,16 @@ class PrequentialEvaluator:
             "lift_over_baseline": round(ours_hr / base_hr, 3) if base_hr else None,
         }
         horizon = int(cfg.horizon_days * DAY_MS)
-        y, s = [], []
+        y, s, warm_y, warm_s = [], [], [], []
+        warm_from = self._first_ts + int(cfg.warmup_days * DAY_MS)
         for user, t, risk in self.r.snapshots:
             label = self._churned_within(user, t, horizon, self.clock)
             if label is not None:
                 y.append(label)
                 s.append(risk)
+                if t >= warm_from:
+                    warm_y.append(label)
+                    warm_s.append(risk)
         churn: dict[str, Any] = {
             "horizon_days": cfg.horizon_days,
             "labels": "file" if self.has_labels else "inactivity",
@@ -297,9 +316,13 @@ class PrequentialEvaluator:
             "positives": int(sum(y)),
             "roc_auc": _round(roc_auc(y, s)),
             "pr_auc": _round(average_precision(y, s)),
+            "warmup_days": cfg.warmup_days,
+            "roc_auc_after_warmup": _round(roc_auc(warm_y, warm_s)),
+            "pr_auc_after_warmup": _round(average_precision(warm_y, warm_s)),
             "alerts": len(self.r.alerts),
             "alert_precision": _round(self._alert_precision(horizon)),
-            "examples_learned": self.churn.n_learned,
+            "examples_learned": self.churn.classifier.n_learned,
+            "learned_from": "label file (once in the past)" if self.learn_from_labels else "inactivity (own delayed labels)",
         }
         if cfg.as_of is not None:
             ya, sa = [], []

@@ -94,10 +94,14 @@ def _md(report: dict[str, Any], title: str, plots: list[str]) -> str:
         f"Horizon {c['horizon_days']:g} days, labels from {c['labels']}; {c['snapshots']:,} risk snapshots "
         f"({c['positives']:,} positive).",
         "",
-        "| ROC AUC | PR AUC | alerts | alert precision |" + (" AUC as of cutoff |" if "as_of_auc" in c else ""),
-        "|---|---|---|---|" + ("---|" if "as_of_auc" in c else ""),
-        f"| {c['roc_auc']} | {c['pr_auc']} | {c['alerts']:,} | {c['alert_precision']} |"
+        "| ROC AUC | PR AUC | ROC AUC after warm-up | PR AUC after warm-up | alerts | alert precision |"
+        + (" AUC as of cutoff |" if "as_of_auc" in c else ""),
+        "|---|---|---|---|---|---|" + ("---|" if "as_of_auc" in c else ""),
+        f"| {c['roc_auc']} | {c['pr_auc']} | {c['roc_auc_after_warmup']} | {c['pr_auc_after_warmup']} "
+        f"| {c['alerts']:,} | {c['alert_precision']} |"
         + (f" {c['as_of_auc']} ({c['as_of_users']:,} users) |" if "as_of_auc" in c else ""),
+        "",
+        f"The model learned from {c['learned_from']}; warm-up = the first {c['warmup_days']:g} days of the file.",
         "",
     ]
     for p in plots:

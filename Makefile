@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test test-unit test-integration lint schemas clean
+.PHONY: help install demo test test-unit test-integration lint schemas clean reports
 
 help: ## show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -39,3 +39,12 @@ schemas: $(STAMP) ## write the JSON Schema of every topic to docs/schemas
 
 clean: ## remove the venv and caches
 	rm -rf $(VENV) var .pytest_cache .hypothesis
+
+reports: $(STAMP) ## regenerate docs/eval (OULAD and simulator evaluation reports; ~10 min)
+	$(BIN)/coursepulse datasets oulad ../shared/data/oulad --out out/oulad
+	$(BIN)/coursepulse eval out/oulad/events.jsonl --labels out/oulad/labels.csv --as-of 2014-01-01T00:00:00Z \
+		--rec-interval-s 86400 --report docs/eval/oulad --title "CoursePulse on OULAD (real data, CC-BY 4.0)"
+	$(BIN)/coursepulse simulate --users 3000 --days 120 --seed 7 --start 2025-01-01 \
+		--out out/sim/events.jsonl --truth-dir out/sim/truth
+	$(BIN)/coursepulse eval out/sim/events.jsonl --labels out/sim/truth/labels.csv --as-of 2025-03-15T00:00:00Z \
+		--report docs/eval/simulator --title "CoursePulse on the simulator (3000 users, 120 days, seed 7)"

@@ -208,7 +208,8 @@ class OnlineClassifier:
         if self._adwin.drift_detected:
             self.drift_count += 1
             self.last_drift_at = t
-            logger.info(
+            # a log line for the first drift and every 50th after it; the count is the metric
+            (logger.info if self.drift_count % 50 == 1 else logger.debug)(
                 "drift in the error stream after %d examples (event time %s): error now %.3f",
                 self.n_learned, t, self._adwin.estimation,
             )

@@ -19,7 +19,7 @@ import heapq
 import logging
 import time
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -124,7 +124,8 @@ class PrequentialEvaluator:
     """Replay events through the recommender and the churn model, test-then-learn."""
 
     def __init__(self, config: EvalConfig | None = None, recommender: OnlineRecommender | None = None,
-                 retention: RetentionModels | None = None, labels: dict[str, int | None] | None = None) -> None:
+                 retention: RetentionModels | None = None, labels: dict[str, int | None] | None = None,
+                 scorer: Callable[[str, UserState, int], float] | None = None) -> None:
         self.config = config or EvalConfig()
         self.recommender = recommender or OnlineRecommender()
         self.labels = LabelFeed(labels or {})
@@ -135,7 +136,10 @@ class PrequentialEvaluator:
             horizon_days=self.config.horizon_days, threshold=self.config.alert_threshold, seed=self.config.seed,
             self_supervised=not self.learn_from_labels)
         self.churn = self.retention.churn
-        self._pending_labels: list[tuple[int, int, str, tuple[float, ...]]] = []
+        #: what produces a risk snapshot; the churn model unless a test swaps in another scorer
+        self.scorer = scorer
+        #: (known at, label, user, snapshot time, features): learned once the clock reaches "known at"
+        self._pending_labels: list[tuple[int, int, str, int, tuple[float, ...]]] = []
         self.states: dict[str, UserState] = {}
         self.catalogue: set[str] = set()
         self._lists: dict[str, _Lists] = {}
@@ -229,18 +233,19 @@ class PrequentialEvaluator:
     def _snapshot(self, user: str, state: UserState, t: int) -> None:
         """Record a risk for evaluation; with labels, queue the example for learning later."""
         x = churn_features(state, t)
-        self.r.snapshots.append((user, t, self.churn.classifier.predict_proba(x)))
+        risk = self.scorer(user, state, t) if self.scorer else self.churn.classifier.predict_proba(x)
+        self.r.snapshots.append((user, t, risk))
         if self.learn_from_labels:
             c = self.labels._final().get(user)  # only its time is used here: when it may be learned
             horizon = int(self.config.horizon_days * DAY_MS)
             positive = c is not None and c <= t + horizon
             known_at = max(t, c) if positive else t + horizon  # the label is in the past from then on
-            heapq.heappush(self._pending_labels, (known_at, int(positive), user, tuple(x.values())))
+            heapq.heappush(self._pending_labels, (known_at, int(positive), user, t, tuple(x.values())))
 
     def _learn_resolved(self, clock: int) -> None:
         pending = self._pending_labels
         while pending and pending[0][0] <= clock:
-            _, y, _, values = heapq.heappop(pending)
+            _, y, _, _, values = heapq.heappop(pending)
             self.churn.classifier.learn(dict(zip(FEATURE_NAMES, values, strict=True)), bool(y))
 
     def _advance(self, t: int) -> None:
@@ -321,6 +326,7 @@ class PrequentialEvaluator:
             "pr_auc_after_warmup": _round(average_precision(warm_y, warm_s)),
             "alerts": len(self.r.alerts),
             "alert_precision": _round(self._alert_precision(horizon)),
+            "alert_timing": self._alert_timing(horizon) if self.has_labels else None,
             "examples_learned": self.churn.classifier.n_learned,
             "learned_from": "label file (once in the past)" if self.learn_from_labels else "inactivity (own delayed labels)",
         }
@@ -367,6 +373,30 @@ class PrequentialEvaluator:
             else:
                 correct += bool(self._churned_within(user, t, horizon, 2**62))
         return correct / len(users)
+
+    def _alert_timing(self, horizon: int) -> dict[str, Any]:
+        """How early alerts came for users who really churned (labels give ``churned_at``).
+
+        Churn is confirmed once a user has stayed away ``H`` days after leaving; the lead time is
+        how long before that confirmation the first alert of the episode came. Also reported: how
+        long after the churn time itself (for the simulator, the user's last event) it came.
+        """
+        final = self.labels._final()
+        churners = {u: c for u, c in final.items() if c is not None and u in self.states}
+        first: dict[str, int] = {}
+        for user, t, _ in self.r.alerts:
+            c = churners.get(user)
+            if c is not None and c - horizon <= t <= c + horizon and user not in first:
+                first[user] = t
+        leads = [(churners[u] + horizon - t) / DAY_MS for u, t in first.items()]
+        after = [(t - churners[u]) / DAY_MS for u, t in first.items()]
+        return {
+            "churners": len(churners),
+            "alerted_within_horizon": len(first),
+            "alerted_before_confirmed": sum(1 for x in leads if x > 0),
+            "median_lead_days_before_confirmed": round(float(np.median(leads)), 2) if leads else None,
+            "median_days_after_churn_time": round(float(np.median(after)), 2) if after else None,
+        }
 
     def series(self, bucket_ms: int = 7 * DAY_MS) -> dict[str, list[tuple[int, float, float, int]]]:
         """HR@10 of ours and the baseline per event-time bucket: ``(bucket start, ours, base, n)``."""

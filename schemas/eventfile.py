@@ -20,37 +20,45 @@ from schemas.exceptions import DecodeError, ValidationError
 __all__ = ["read_events", "read_labels", "write_events"]
 
 
-def read_events(path: Path) -> Iterator[Any]:
-    """Every record of an event file, validated; a bad line raises with its line number."""
-    with open(path, "rb") as fh:
-        for n, line in enumerate(fh, 1):
+def read_events(path: Path | str) -> Iterator[Any]:
+    """Every record of an event file, validated (blank lines skipped); a bad line raises with
+    ``path:line`` in the message."""
+    path = Path(path)
+    with path.open("rb") as fh:
+        for lineno, line in enumerate(fh, 1):
             if not line.strip():
                 continue
             try:
                 data = orjson.loads(line)
             except orjson.JSONDecodeError as exc:
-                msg = f"{path}:{n}: not JSON: {exc}"
+                msg = f"{path}:{lineno}: not JSON: {exc}"
                 raise DecodeError(msg) from None
-            kind = data.pop("type", None) if isinstance(data, dict) else None
-            cls = KIND_TYPES.get(kind)  # type: ignore[arg-type]
+            if type(data) is not dict:
+                msg = f"{path}:{lineno}: expected a JSON object, got {type(data).__name__}"
+                raise DecodeError(msg)
+            kind = data.pop("type", None)
+            cls = KIND_TYPES.get(kind) if isinstance(kind, str) else None
             if cls is None:
-                msg = f"{path}:{n}: 'type' must be one of {sorted(KIND_TYPES)}, got {kind!r}"
+                msg = f"{path}:{lineno}: type: expected one of {', '.join(KIND_TYPES)}, got {kind!r}"
                 raise ValidationError(msg)
             try:
                 yield parse(cls, data)
             except ValidationError as exc:
-                msg = f"{path}:{n}: {exc}"
+                msg = f"{path}:{lineno}: {exc}"
                 raise ValidationError(msg) from None
 
 
-def write_events(records: Iterable[Any], path: Path) -> int:
-    """Write records as an event file; return how many."""
+def write_events(records: Iterable[Any], path: Path | str) -> int:
+    """Write records as an event file (``{"type": kind, **fields}``, epoch-ms times); return the count."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     n = 0
-    with open(path, "wb") as fh:
+    dumps = orjson.dumps
+    with path.open("wb", buffering=1 << 20) as fh:
+        write = fh.write
         for record in records:
-            fh.write(orjson.dumps({"type": record.kind, **to_dict(record)}))
-            fh.write(b"\n")
+            write(dumps({"type": record.kind, **to_dict(record)}))
+            write(b"\n")
             n += 1
     return n
 

@@ -18,10 +18,9 @@ from typing import Any
 import numpy as np
 import orjson
 
-from schemas.base import format_ts, parse, parse_ts, to_dict
-from schemas.codec import KIND_TYPES
+from schemas.base import format_ts, parse_ts
+from schemas.eventfile import read_events, write_events
 from schemas.events import SHARE_CHANNELS, Course, Purchase, Share, View
-from schemas.exceptions import DecodeError, ValidationError
 
 __all__ = [
     "CATEGORIES",
@@ -920,45 +919,13 @@ class PlatformSimulator:
 
 def write_jsonl(events: Iterable[_Record], path: Path | str) -> int:
     """Write records as JSON Lines (``{"type": kind, **fields}``, epoch-ms times); returns the count."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    n = 0
-    dumps = orjson.dumps
-    with path.open("wb", buffering=1 << 20) as fh:
-        write = fh.write
-        for rec in events:
-            write(dumps({"type": rec.kind, **to_dict(rec)}))
-            write(b"\n")
-            n += 1
+    n = write_events(events, path)
     log.info("wrote %d records to %s", n, path)
     return n
 
 
-def read_jsonl(path: Path | str) -> Iterator[_Record]:
-    """Read a JSON Lines event file back into validated records (blank lines are skipped)."""
-    path = Path(path)
-    with path.open("rb") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                data = orjson.loads(line)
-            except orjson.JSONDecodeError as exc:
-                msg = f"{path}:{lineno}: not JSON: {exc}"
-                raise DecodeError(msg) from None
-            if type(data) is not dict:
-                msg = f"{path}:{lineno}: expected a JSON object, got {type(data).__name__}"
-                raise DecodeError(msg)
-            kind = data.pop("type", None)
-            cls = KIND_TYPES.get(kind) if isinstance(kind, str) else None
-            if cls is None:
-                msg = f"{path}:{lineno}: type: expected one of {', '.join(KIND_TYPES)}, got {kind!r}"
-                raise ValidationError(msg)
-            try:
-                yield parse(cls, data)
-            except ValidationError as exc:
-                msg = f"{path}:{lineno}: {exc}"
-                raise ValidationError(msg) from None
+#: read a JSON Lines event file back into validated records (see schemas.eventfile)
+read_jsonl = read_events
 
 
 def _iso(ms: int | None) -> str | None:

@@ -68,6 +68,16 @@ def _plots(evaluator: PrequentialEvaluator, out: Path) -> list[str]:
     return files
 
 
+def _timing(t: dict[str, Any], horizon: float) -> list[str]:
+    return [
+        "",
+        f"Of {t['churners']:,} users who churned, {t['alerted_within_horizon']:,} were alerted within {horizon:g} "
+        f"days of their churn time; {t['alerted_before_confirmed']:,} before the churn was confirmed (the user "
+        f"gone {horizon:g} days), a median {t['median_lead_days_before_confirmed']} days before it and "
+        f"{t['median_days_after_churn_time']} days after the churn time itself.",
+    ]
+
+
 def _md(report: dict[str, Any], title: str, plots: list[str]) -> str:
     r, c = report["recs"], report["churn"]
     b = r["baseline"]
@@ -102,6 +112,7 @@ def _md(report: dict[str, Any], title: str, plots: list[str]) -> str:
         + (f" {c['as_of_auc']} ({c['as_of_users']:,} users) |" if "as_of_auc" in c else ""),
         "",
         f"The model learned from {c['learned_from']}; warm-up = the first {c['warmup_days']:g} days of the file.",
+        *(_timing(c["alert_timing"], c["horizon_days"]) if c.get("alert_timing") else []),
         "",
     ]
     for p in plots:

@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
-from models.profile import DAY_MS, PartitionStats, SegmentRules, UserState, build_profile, rfm_scores
+from models.profile import (
+    DAY_MS,
+    PartitionStats,
+    SegmentRules,
+    UserState,
+    build_profile,
+    rfm_scores,
+)
 
 __all__ = ["DAY_MS", "PartitionStats", "SegmentRules", "UserState", "build_profile", "rfm_scores"]

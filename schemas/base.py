@@ -286,7 +286,8 @@ def parse(cls: type[T], data: Any, prefix: str = "") -> T:
             kwargs[name] = check(value)
         except ValidationError as exc:
             if prefix:
-                raise ValidationError(f"{prefix}{exc}") from None
+                msg = f"{prefix}{exc}"
+                raise ValidationError(msg) from None
             raise
     return cls(**kwargs)
 

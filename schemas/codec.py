@@ -30,7 +30,7 @@ KIND_TYPES: dict[str, type[Any]] = {"view": View, "purchase": Purchase, "share":
 class RejectedRecord(ValidationError):
     """A record refused on ingestion; ``kind`` says which check refused it."""
 
-    def __init__(self, kind: str, reason: str) -> None:
+    def __init__(self, reason: str, kind: str) -> None:
         super().__init__(reason)
         self.kind = kind
 
@@ -52,28 +52,36 @@ def decode_event(
     """
     cls = record_type or INPUT_TYPES.get(topic)
     if cls is None:
-        raise RejectedRecord("validation", f"no schema for topic {topic!r}")
+        msg = f"no schema for topic {topic!r}"
+        raise RejectedRecord(msg, kind="validation")
     if not value:
-        raise RejectedRecord("decode", "empty value: expected a JSON object")
+        msg = "empty value: expected a JSON object"
+        raise RejectedRecord(msg, kind="decode")
     if len(value) > max_bytes:
-        raise RejectedRecord("too_large", f"value is {len(value)} bytes, limit {max_bytes}")
+        msg = f"value is {len(value)} bytes, limit {max_bytes}"
+        raise RejectedRecord(msg, kind="too_large")
     try:
         data = orjson.loads(value)
     except orjson.JSONDecodeError as exc:
-        raise RejectedRecord("decode", f"not JSON: {exc}") from None
+        msg = f"not JSON: {exc}"
+        raise RejectedRecord(msg, kind="decode") from None
     try:
         event = parse(cls, data)
     except ValidationError as exc:
-        raise RejectedRecord("validation", str(exc)) from None
+        msg = str(exc)
+        raise RejectedRecord(msg, kind="validation") from None
     if key is not None and key != event.user_id.encode():
         shown = key[:64].decode("utf-8", "replace")
-        raise RejectedRecord("key_mismatch", f"message key {shown!r} != user_id {event.user_id!r}")
+        msg = f"message key {shown!r} != user_id {event.user_id!r}"
+        raise RejectedRecord(msg, kind="key_mismatch")
     if key is None or key == b"":
-        raise RejectedRecord("key_mismatch", "empty message key: expected the user_id")
+        msg = "empty message key: expected the user_id"
+        raise RejectedRecord(msg, kind="key_mismatch")
     now = int(time.time() * 1000) if now_ms is None else now_ms
     if event.ts > now + max_future_ms:
         ahead_h = (event.ts - now) / 3_600_000
-        raise RejectedRecord("validation", f"ts: {ahead_h:.1f} h in the future (limit {max_future_ms / 3_600_000:.1f} h)")
+        msg = f"ts: {ahead_h:.1f} h in the future (limit {max_future_ms / 3_600_000:.1f} h)"
+        raise RejectedRecord(msg, kind="validation")
     return event
 
 

@@ -19,8 +19,9 @@ def _plots(evaluator: PrequentialEvaluator, out: Path) -> list[str]:
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from datetime import UTC, datetime
+
+    import matplotlib.pyplot as plt
 
     files = []
     series = evaluator.series()["hr"]

@@ -6,7 +6,13 @@ import random
 
 import pytest
 
-from models.evaluation import EvalConfig, LabelFeed, PrequentialEvaluator, average_precision, roc_auc
+from models.evaluation import (
+    EvalConfig,
+    LabelFeed,
+    PrequentialEvaluator,
+    average_precision,
+    roc_auc,
+)
 from models.evaluation.metrics import ndcg_at
 from models.profile import DAY_MS, UserState
 from models.recommend import OnlineRecommender

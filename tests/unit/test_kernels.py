@@ -19,7 +19,13 @@ from models.kernels import (
     top_k,
 )
 from models.profile import UserState
-from models.recommend import LEVEL_WEIGHTS, CooccurrenceRows, cooc_updates, engagement_level, inflation
+from models.recommend import (
+    LEVEL_WEIGHTS,
+    CooccurrenceRows,
+    cooc_updates,
+    engagement_level,
+    inflation,
+)
 from schemas.events import Purchase, View
 
 finite = st.floats(min_value=0, max_value=1e3, allow_nan=False)

@@ -7,7 +7,14 @@ import random
 
 import pytest
 
-from models.profile import DAY_MS, PartitionStats, SegmentRules, UserState, build_profile, rfm_scores
+from models.profile import (
+    DAY_MS,
+    PartitionStats,
+    SegmentRules,
+    UserState,
+    build_profile,
+    rfm_scores,
+)
 from schemas.events import Purchase, Share, View
 
 T0 = 1_767_225_600_000  # 2026-01-01

@@ -82,6 +82,8 @@ class EvalConfig:
     #: the "after warm-up" churn figures leave out snapshots of the first days of the file, when
     #: delayed labels have not reached the model yet
     warmup_days: float = 28.0
+    #: the as-of AUC scores the users active in this many days before the cut-off
+    as_of_active_days: float = 30.0
     #: with a label file, learn churn from it (labels reach the model only once in the past)
     learn_from_labels: bool = True
     seed: int = 0
@@ -235,6 +237,12 @@ class PrequentialEvaluator:
         x = churn_features(state, t)
         risk = self.scorer(user, state, t) if self.scorer else self.churn.classifier.predict_proba(x)
         self.r.snapshots.append((user, t, risk))
+        self._queue_label(user, t, x)
+
+    def _risk(self, user: str, state: UserState, t: int) -> float:
+        return self.scorer(user, state, t) if self.scorer else self.churn.risk(state, t)
+
+    def _queue_label(self, user: str, t: int, x: dict[str, float]) -> None:
         if self.learn_from_labels:
             c = self.labels._final().get(user)  # only its time is used here: when it may be learned
             horizon = int(self.config.horizon_days * DAY_MS)
@@ -255,8 +263,10 @@ class PrequentialEvaluator:
             as_of = self.config.as_of
             self._learn_resolved(as_of)
             self.retention.on_watermark(as_of, self.states.get)
+            recent = as_of - int(self.config.as_of_active_days * DAY_MS)
             for user, state in self.states.items():
-                self.r.as_of.append((user, self.churn.risk(state, as_of)))
+                if state.last_ts >= recent:  # the platform's current users at the cut-off
+                    self.r.as_of.append((user, self._risk(user, state, as_of)))
         self.clock = t
         self.labels.advance(t)
         self._learn_resolved(t)

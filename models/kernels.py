@@ -26,6 +26,7 @@ __all__ = [
     "score_candidates",
     "score_candidates_numpy",
     "top_k",
+    "warm_up",
 ]
 
 #: similarity measure name -> kernel code
@@ -213,3 +214,10 @@ def top_k(scores: np.ndarray, k: int) -> np.ndarray:
     k = min(k, scores.size)
     part = np.argpartition(-scores, k - 1)[:k]
     return part[np.lexsort((part, -scores[part]))]
+
+
+def warm_up() -> None:
+    """Compile every kernel now (a worker calls this before consuming, not on its first event)."""
+    row_similarities(np.ones(3), np.ones(3), 1.0, k=2)
+    score_candidates(np.zeros(1, dtype=np.int64), np.ones(1), np.full((1, 2), -1, dtype=np.int64), np.zeros((1, 2)), 1)
+    pair_increments(0.0, 1.0, np.ones(2))

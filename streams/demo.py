@@ -68,6 +68,7 @@ class Tail:
         self.sent = sent
         #: seconds from an event's send to the recommendation it triggered (Kafka timestamps)
         self.rec_latency: deque[float] = deque(maxlen=20_000)
+        self.warmup_s = 5.0
         self.counts: Counter[str] = Counter()
         self.segments: dict[str, str] = {}
         self.samples: dict[str, deque[dict[str, Any]]] = {t: deque(maxlen=5) for t in _TAILED}
@@ -99,7 +100,9 @@ class Tail:
                             self.segments[value["user_id"]] = value["segment"]
                         elif topic == "recommendations" and self.sent is not None:
                             sent_at = self.sent.sent_at.get(value.get("event_id"))
-                            if sent_at is not None:
+                            # steady state: the first seconds (consumer group join, catch-up) excluded
+                            warm = time.monotonic() - self.first_seen["recommendations"] > self.warmup_s
+                            if sent_at is not None and warm:
                                 self.rec_latency.append(rec.timestamp / 1000 - sent_at)
                         self.samples[topic].append(value)
         finally:

@@ -37,6 +37,9 @@ def run_worker() -> int:
             os.environ.update({"KAFKA_BROKER": settings.kafka_broker, "REDIS_URL": settings.redis_url})
         asyncio.run(_create_topics(settings))
         Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
+        from models.kernels import warm_up
+
+        warm_up()  # JIT-compile (or load from cache) before the first event, not during it
         _use_uvloop()
         import faust
 

@@ -19,7 +19,7 @@ from schemas.codec import encode
 from schemas.outputs import ChurnAlert, Factor
 from streams import tables, topics
 from streams.metrics import metrics
-from streams.runtime import new_retention, retention
+from streams.runtime import index, new_retention, retention
 
 __all__ = ["alert_record", "checkpoint", "models_for", "on_watermark"]
 
@@ -71,7 +71,11 @@ async def on_watermark(partition: int, watermark: int, avg_ltv: float) -> int:
         raw = tables.users.get(user_id)
         return UserState.from_dict(raw) if raw else None
 
-    alerts = rm.on_watermark(watermark, get_state, avg_ltv)
+    def title_of(course_id: str) -> str:
+        i = index.pos.get(course_id)
+        return index.meta[i].title if i is not None else course_id
+
+    alerts = rm.on_watermark(watermark, get_state, avg_ltv, title_of=title_of)
     for a in alerts:
         await topics.churn_alerts.send(key=a.user_id.encode(), value=encode(alert_record(a)), partition=partition)
         metrics.inc("churn_alerts", a.segment)

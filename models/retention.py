@@ -84,10 +84,12 @@ class RetentionModels:
             self.clusters.learn(churn_features(state, ts, avg_ltv))
 
     def on_watermark(self, watermark: int, get_state: Callable[[str], UserState | None], avg_ltv: float = 0.0,
-                     scored: list[tuple[str, int, float]] | None = None) -> list[AlertDecision]:
+                     scored: list[tuple[str, int, float]] | None = None,
+                     title_of: Callable[[str], str] | None = None) -> list[AlertDecision]:
         """Learn expired labels; score the users whose silence check is due; return alerts.
 
-        ``scored`` (optional) receives every ``(user_id, at, risk)`` computed, for evaluation.
+        ``scored`` (optional) receives every ``(user_id, at, risk)`` computed, for evaluation;
+        ``title_of`` names courses in suggested actions (course ids otherwise).
         """
         if watermark <= self.watermark:
             return []
@@ -106,7 +108,7 @@ class RetentionModels:
                 scored.append((user_id, watermark, risk))
             days_inactive = max(0.0, (watermark - state.last_ts) / DAY_MS)
             if self.policy.decide(user_id, risk, watermark):
-                alerts.append(self._alert(state, watermark, risk, days_inactive, avg_ltv))
+                alerts.append(self._alert(state, watermark, risk, days_inactive, avg_ltv, title_of))
             if days_inactive < self.rules.churned_days:
                 self.scheduler.reschedule(user_id, watermark + int(self.recheck_days * DAY_MS))
             else:  # past "churned": stop checking until the user comes back
@@ -115,13 +117,17 @@ class RetentionModels:
                 self._clustered_day.pop(user_id, None)
         return alerts
 
-    def _alert(self, state: UserState, now: int, risk: float, days_inactive: float, avg_ltv: float) -> AlertDecision:
+    def _alert(self, state: UserState, now: int, risk: float, days_inactive: float, avg_ltv: float,
+               title_of: Callable[[str], str] | None = None) -> AlertDecision:
         profile = build_profile(state, now, avg_ltv, self.rules)
         factors = self.churn.explain(state, now, top=3, avg_ltv=avg_ltv)
         in_progress = [c for c, e in sorted(state.courses.items(), key=lambda ce: -ce[1][0])
                        if not e[3] and e[1] < self.rules.completion]
+        course = in_progress[0] if in_progress else None
+        if course is not None and title_of is not None:
+            course = title_of(course)
         action = self.policy.suggest_action(churn_features(state, now, avg_ltv), factors, profile.segment,
-                                            recent_course=in_progress[0] if in_progress else None)
+                                            recent_course=course)
         return AlertDecision(state.user_id, now, round(risk, 4), self.threshold, round(days_inactive, 2),
                              profile.segment, factors, action)
 

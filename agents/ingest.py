@@ -18,6 +18,7 @@ from models.recommend import cooc_updates, engagement_level
 from schemas.codec import INPUT_TYPES, RejectedRecord, dead_letter, decode_event, encode
 from schemas.events import Purchase
 from agents import score_churn
+from agents import attribute_referrals, score_referrals  # referrals (issue 6)
 from streams import tables, topics
 from streams.app import app, settings
 from streams.metrics import metrics
@@ -104,7 +105,10 @@ async def ingest(stream):  # noqa: ANN001 - faust stream
                 await topics.course_cooc.send(key=update.course_id.encode(), value=orjson.dumps(update.to_dict()))
                 metrics.inc("cooc_updates_sent")
         state.partition = partition
+        score_referrals.on_user_event(ev, state, partition)  # referrals (issue 6): stats, model, candidate check
         tables.users[ev.user_id] = state.to_dict()
+        await attribute_referrals.referral_links(ev)  # referrals (issue 6): share/conversion -> referral-links
+        await score_referrals.send_candidates()  # referrals (issue 6)
         stats = partition_stats(partition)
         is_purchase = isinstance(ev, Purchase)
         moved = stats.observe(
@@ -118,6 +122,7 @@ async def ingest(stream):  # noqa: ANN001 - faust stream
             tables.partition_stats[str(partition)] = stats.to_dict()
             _persisted_max[partition] = stats.max_ts
             await score_churn.on_watermark(partition, stats.watermark(_LATENESS_MS), stats.avg_ltv)
+            score_referrals.on_watermark(partition, stats.watermark(_LATENESS_MS))  # referrals (issue 6)
         score_churn.checkpoint(partition, settings.checkpoint_events)
         metrics.set("watermark_ms", stats.watermark(_LATENESS_MS), str(partition))
         metrics.set("event_lag_ms", time.time() * 1000 - ev.ts)

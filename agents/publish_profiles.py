@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 
+from agents import score_referrals  # referrals (issue 6)
 from agents.ingest import partition_stats
 from agents.score_churn import models_for
 from models.profile import UserState, build_profile
@@ -40,6 +41,7 @@ async def flush_profiles() -> None:
         state = UserState.from_dict(raw)
         now = stats.watermark(_LATENESS_MS)
         extra = models_for(partition).extras(state, max(now, state.last_ts), stats.avg_ltv)
+        extra.update(score_referrals.extras(state, max(now, state.last_ts), partition))  # referrals (issue 6)
         profile = build_profile(state, now, stats.avg_ltv, rules, extra=extra)
         value = encode(profile)
         await topics.user_profiles.send(key=user_id.encode(), value=value, partition=partition)

@@ -144,6 +144,9 @@ class UserState:
     events_long: float = 0.0
     decay_ts: int = 0
     referred_by: str | None = None
+    #: referral statistics of this user as a sharer (shares by channel, invitees, credited
+    #: conversions, revenue, candidate cool-down); changed only through models.referrals
+    referrals: dict[str, Any] = field(default_factory=dict)
     #: the input partition that owns this user (set by the worker; -1 offline)
     partition: int = -1
     rec_views: int = 0

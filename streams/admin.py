@@ -19,6 +19,8 @@ ALL_TOPICS = (
     "recommendations", "churn-alerts", "referral-candidates", "user-profiles", "events-dlq",
     # internal: co-occurrence increments repartitioned by course, and the broadcast neighbour lists
     "course-cooc", "course-neighbours",
+    # internal: referral links repartitioned by share_id, and credits back to the sharer's partition
+    "referral-links", "referral-credits",
 )
 COMPACTED = frozenset({"courses", "user-profiles", "course-neighbours"})
 

@@ -40,7 +40,7 @@ class Settings:
     allowed_lateness_s: float = _f("COURSEPULSE_ALLOWED_LATENESS_S", 3_600.0, "Watermark = largest event time seen in the partition minus this.")
     dedupe_window: int = _f("COURSEPULSE_DEDUPE_WINDOW", 128, "Recent event ids remembered per user for de-duplication.")
     profile_flush_s: float = _f("COURSEPULSE_PROFILE_FLUSH_S", 1.0, "Changed profiles are published at most once per user per this many seconds.")
-    rec_flush_s: float = _f("COURSEPULSE_REC_FLUSH_S", 0.5, "A user's recommendations are recomputed and published at most once per this many seconds.")
+    rec_flush_s: float = _f("COURSEPULSE_REC_FLUSH_S", 0.1, "A user's recommendations are recomputed and published at most once per this many seconds.")
     rec_n: int = _f("COURSEPULSE_REC_N", 10, "Items per recommendation list.")
     neighbours_k: int = _f("COURSEPULSE_NEIGHBOURS_K", 20, "Neighbours kept per course.")
     neighbours_refresh_s: float = _f("COURSEPULSE_NEIGHBOURS_REFRESH_S", 1.0, "Changed co-occurrence rows are turned into neighbour lists this often.")
@@ -52,6 +52,11 @@ class Settings:
     alert_cooldown_days: float = _f("COURSEPULSE_ALERT_COOLDOWN_DAYS", 7.0, "At most one alert per user per this many days (event time).")
     first_check_days: float = _f("COURSEPULSE_FIRST_CHECK_DAYS", 3.0, "A silent user is first scored this many days after their last event, then daily.")
     checkpoint_events: int = _f("COURSEPULSE_CHECKPOINT_EVENTS", 2000, "A partition's learned models are checkpointed to its table every this many events.")
+    attribution_days: float = _f("COURSEPULSE_ATTRIBUTION_DAYS", 30.0, "A purchase carrying a `share_id` is credited to the sharer when made within this many days after the share (event time).")
+    referral_horizon_days: float = _f("COURSEPULSE_REFERRAL_HORIZON_DAYS", 14.0, "Referral propensity: probability of bringing a converting invitee within this many days (the label horizon).")
+    referral_threshold: float = _f("COURSEPULSE_REFERRAL_THRESHOLD", 0.3, "A referral candidate is published when a user's referral propensity reaches this.")
+    referral_cooldown_days: float = _f("COURSEPULSE_REFERRAL_COOLDOWN_DAYS", 7.0, "At most one referral candidate per user per this many days (event time).")
+    referral_min_examples: int = _f("COURSEPULSE_REFERRAL_MIN_EXAMPLES", 200, "A partition's referral model publishes candidates only after learning this many labels (both classes seen).")
     redis_ttl_s: int = _f("COURSEPULSE_REDIS_TTL_S", 7 * 86_400, "TTL of the serving copies in Redis.")
     redis_prefix: str = _f("COURSEPULSE_REDIS_PREFIX", "cp:", "Prefix of every Redis key.")
     recovery_consistency_check: bool = _f("COURSEPULSE_RECOVERY_CONSISTENCY_CHECK", True, "Faust's check that a table's persisted offset is not past the changelog's end. The embedded default turns it off: Tansu reports the end of a topic one batch short.")
@@ -89,6 +94,18 @@ class Settings:
             raise ValueError(msg)
         if self.processing_guarantee not in ("at_least_once", "exactly_once"):
             msg = f"COURSEPULSE_PROCESSING_GUARANTEE must be at_least_once or exactly_once, got {self.processing_guarantee!r}"
+            raise ValueError(msg)
+        for env, value in (("COURSEPULSE_ATTRIBUTION_DAYS", self.attribution_days),
+                           ("COURSEPULSE_REFERRAL_HORIZON_DAYS", self.referral_horizon_days)):
+            if not value > 0:
+                msg = f"{env} must be > 0, got {value}"
+                raise ValueError(msg)
+        if not 0 < self.referral_threshold < 1:
+            msg = f"COURSEPULSE_REFERRAL_THRESHOLD must be in (0, 1), got {self.referral_threshold}"
+            raise ValueError(msg)
+        if self.referral_cooldown_days < 0 or self.referral_min_examples < 0:
+            msg = (f"COURSEPULSE_REFERRAL_COOLDOWN_DAYS and COURSEPULSE_REFERRAL_MIN_EXAMPLES must be >= 0, "
+                   f"got {self.referral_cooldown_days}, {self.referral_min_examples}")
             raise ValueError(msg)
 
     def topic(self, name: str) -> str:

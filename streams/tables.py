@@ -6,7 +6,7 @@ import faust
 
 from streams.app import app, settings
 
-__all__ = ["cooc", "partition_stats", "retention", "users"]
+__all__ = ["cooc", "partition_stats", "referral_courses", "referral_models", "retention", "shares", "users"]
 
 #: user_id -> models.profile.UserState as a dict; partitioned like the input topics
 users = app.Table(
@@ -39,5 +39,34 @@ retention = app.Table(
     default=None,
     partitions=settings.partitions,
     value_type=bytes,  # the store's serializer follows value_type: raw bytes, not JSON
+    schema=faust.Schema(key_type=str, value_type=bytes, key_serializer="raw", value_serializer="raw"),
+)
+
+#: share_id -> models.referrals.AttributionBook entry (the share, conversion ids, pending
+#: conversions, credited totals); partitioned like ``referral-links``
+shares = app.Table(
+    "shares",
+    default=None,
+    partitions=settings.partitions,
+    schema=faust.Schema(key_type=str, key_serializer="raw", value_serializer="json"),
+)
+
+#: "{partition}/{course_id}" -> referral totals of the course's shares seen on that partition of
+#: ``referral-links`` (models.referrals.course_stats_add); the partition in the key keeps entries
+#: of different partitions apart in every store
+referral_courses = app.Table(
+    "referral-courses",
+    default=None,
+    partitions=settings.partitions,
+    schema=faust.Schema(key_type=str, key_serializer="raw", value_serializer="json"),
+)
+
+#: str(partition) -> models.referrals.ReferralModels.checkpoint() bytes (the learned propensity
+#: model of the partition's users), moving with the partition
+referral_models = app.Table(
+    "referral-models",
+    default=None,
+    partitions=settings.partitions,
+    value_type=bytes,
     schema=faust.Schema(key_type=str, value_type=bytes, key_serializer="raw", value_serializer="raw"),
 )

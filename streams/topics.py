@@ -14,6 +14,8 @@ __all__ = [
     "dlq",
     "recommendations",
     "referral_candidates",
+    "referral_credits",
+    "referral_links",
     "user_events",
     "user_profiles",
 ]
@@ -47,3 +49,7 @@ dlq = _topic("events-dlq")
 course_cooc = _topic("course-cooc")
 #: every course's popularity and neighbour list, keyed by course_id; read by every worker
 course_neighbours = _topic("course-neighbours", compacted=True)
+#: referral links (a share, or a purchase naming a share), keyed (so partitioned) by share_id
+referral_links = _topic("referral-links")
+#: attribution credits for the sharer, keyed by the sharer's user_id (partitioned like ``users``)
+referral_credits = _topic("referral-credits")

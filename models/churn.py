@@ -154,7 +154,11 @@ class OnlineClassifier:
         model: str = "logreg",
         seed: int = 0,
         drift_delta: float = 0.002,
+        intercept_init: float = 0.0,
     ) -> None:
+        if not (isinstance(intercept_init, int | float) and math.isfinite(intercept_init)):
+            msg = f"intercept_init must be a finite number, got {intercept_init!r}"
+            raise ValueError(msg)
         if not (isinstance(l2, int | float) and l2 >= 0 and math.isfinite(l2)):
             msg = f"l2 must be a finite number >= 0, got {l2!r}"
             raise ValueError(msg)
@@ -175,9 +179,11 @@ class OnlineClassifier:
         self.model = model
         self.seed = seed
         self.drift_delta = drift_delta
+        #: starting log-odds (e.g. of a rare outcome's prior): River's ``intercept_init``
+        self.intercept_init = intercept_init
         self._scaler = preprocessing.StandardScaler()
         self._logreg = linear_model.LogisticRegression(
-            optimizer=optim.SGD(lr), l2=l2, intercept_lr=lr
+            optimizer=optim.SGD(lr), l2=l2, intercept_lr=lr, intercept_init=intercept_init
         )
         self._linear = self._scaler | self._logreg
         self._tree = tree.HoeffdingAdaptiveTreeClassifier(seed=seed) if model == "tree" else None

@@ -477,10 +477,9 @@ class ReferralModels:
         self.lr = lr
         self.model = model
         self.seed = seed
-        self.classifier = OnlineClassifier(l2=l2, lr=lr, model=model, seed=seed)
         # start at the prior's log-odds, not at p = 0.5: with rare positives the SGD intercept
         # would need thousands of labels to get there, more than one partition sees for weeks
-        self.classifier._logreg.intercept = _logit(prior)  # noqa: SLF001 - River's intercept_init
+        self.classifier = OnlineClassifier(l2=l2, lr=lr, model=model, seed=seed, intercept_init=_logit(prior))
         self.labels = DelayedLabels(horizon_ms=int(horizon_days * DAY_MS), min_interval_ms=0, label_on_expiry=False)
         #: exact ROC AUC of the predictions made at snapshot time, over the last labels resolved
         self.metric = metrics.RollingROCAUC(window_size=1000)

@@ -21,6 +21,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+import dataclasses
+import random
+
 import numpy as np
 
 from models.kernels import MEASURES, pair_increments, row_similarities, score_candidates, top_k
@@ -415,10 +418,26 @@ class OnlineRecommender:
     version = "1"
 
     def __init__(self, k: int = 20, measure: str = "cosine", half_life_days: float = 30.0,
-                 refresh_ms: int = 3_600_000, max_history: int = 20, ranker: Ranker | None = None) -> None:
+                 refresh_ms: int = 3_600_000, max_history: int = 20, ranker: Ranker | None = None,
+                 mf_weight: float = 0.0, seed: int = 0) -> None:
         if measure not in MEASURES:
             msg = f"measure must be one of {sorted(MEASURES)}, got {measure!r}"
             raise ValueError(msg)
+        if mf_weight < 0:
+            msg = f"mf_weight must be >= 0, got {mf_weight}"
+            raise ValueError(msg)
+        #: weight of an online matrix-factorisation second scorer (River BiasedMF on engagement,
+        #: two sampled negatives per positive) that re-ranks the hybrid list's top candidates;
+        #: 0 (the default, and the live setting) leaves it out — see docs/results.md
+        self.mf_weight = mf_weight
+        self.seed = seed
+        self._mf = None
+        if mf_weight > 0:
+            from river import optim, reco
+
+            self._mf = reco.BiasedMF(n_factors=16, bias_optimizer=optim.SGD(0.01),
+                                     latent_optimizer=optim.SGD(0.05), l2_latent=0.001, seed=seed)
+            self._rng = random.Random(seed)
         self.k = k
         self.measure = measure
         self.half_life_days = half_life_days
@@ -438,6 +457,12 @@ class OnlineRecommender:
                                    completion=self.ranker.completion):
             self.rows.apply(update)
             self.index.index(update.course_id)
+        if self._mf is not None and new_level > old_level:
+            self._mf.learn_one(state.user_id, course_id, 1.0)
+            for _ in range(2):
+                negative = self.index.ids[self._rng.randrange(self.index.size)]
+                if negative not in state.courses:
+                    self._mf.learn_one(state.user_id, negative, 0.0)
         if ts - self._last_refresh >= self.refresh_ms:
             self.refresh(ts)
 
@@ -455,4 +480,9 @@ class OnlineRecommender:
         return len(dirty)
 
     def recommend(self, state: UserState, now: int) -> list[tuple[str, float, str]]:
-        return self.ranker.recommend(state, self.index, now)
+        if self._mf is None:
+            return self.ranker.recommend(state, self.index, now)
+        wide = dataclasses.replace(self.ranker, n=self.ranker.n * 4)
+        scored = [(c, s + self.mf_weight * self._mf.predict_one(state.user_id, c), why)
+                  for c, s, why in wide.recommend(state, self.index, now)]
+        return sorted(scored, key=lambda t: -t[1])[: self.ranker.n]

@@ -57,6 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="a user's list is recomputed at most once per this much event time (default 3600)")
     ev.add_argument("--similarity", default="cosine", choices=["cosine", "jaccard", "lift"])
     ev.add_argument("--title", default=None, help="title of report.md")
+    ev.add_argument("--mf-weight", type=float, default=0.0,
+                    help="weight of a River matrix-factorisation second scorer (0: off, as in the workers)")
 
     rp = sub.add_parser("replay", help="produce an event file to the topics in event-time order")
     rp.add_argument("events", type=Path)
@@ -68,6 +70,16 @@ def build_parser() -> argparse.ArgumentParser:
     ds.add_argument("src", type=Path, help="folder of the dataset's files")
     ds.add_argument("--out", type=Path, required=True)
     ds.add_argument("--limit-rows", type=int, default=None, help="convert only the first N click rows")
+
+    bn = sub.add_parser("bench", help="benchmark: Kafka/Faust/pipeline throughput, latency, kernels, eval, memory")
+    bn.add_argument("--json", type=Path, required=True, dest="json_out", help="write every figure here (JSON)")
+    bn.add_argument("--events", type=int, default=None, help="simulator events per throughput run (default 30000; 3000 with --quick)")
+    bn.add_argument("--quick", action="store_true", help="small N; no two-worker run, no OULAD, no profile")
+    bn.add_argument("--oulad", type=Path, default=None, help="OULAD event file for (g) (default /tmp/oulad/events.jsonl when present)")
+    bn.add_argument("--oulad-events", type=int, default=None, help="records of the OULAD file to evaluate (default 200000; 0: all)")
+    bn.add_argument("--plot", type=Path, default=None, help="throughput/latency plot (default: the JSON path with .png)")
+    bn.add_argument("--no-profile", action="store_true", help="skip the py-spy profile of a worker")
+    bn.add_argument("--profile-raw", type=Path, default=None, help="keep py-spy's raw profile here")
     return parser
 
 
@@ -107,6 +119,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         summary = convert_oulad(args.src, args.out, limit_rows=args.limit_rows)
         print(f"wrote {args.out}/events.jsonl and labels.csv: {summary.get('counts', summary)}")
         return 0
+    if args.command == "bench":
+        from rich.console import Console
+        from rich.table import Table
+
+        from streams.bench import BenchConfig, run_bench, table_rows
+
+        config = BenchConfig.create(
+            events=args.events, quick=args.quick, json_out=args.json_out, oulad=args.oulad,
+            oulad_events=args.oulad_events, profile=False if args.no_profile else None,
+            profile_raw=args.profile_raw, plot_out=args.plot or args.json_out.with_suffix(".png"),
+        )
+        try:
+            result = run_bench(config)
+        except KeyboardInterrupt:
+            return 130
+        table = Table(title=f"coursepulse bench ({result['duration_s']:.0f} s): {args.json_out}")
+        for column in ("part", "figure", "value"):
+            table.add_column(column)
+        for row in table_rows(result):
+            table.add_row(*row)
+        Console().print(table)
+        return 1 if result["errors"] else 0
     if args.command == "demo":
         from streams.demo import run_demo
 

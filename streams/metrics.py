@@ -33,8 +33,9 @@ class Metrics:
     def snapshot(self) -> dict[str, Any]:
         """All figures as nested JSON: ``{name: value}`` or ``{name: {label: value}}``."""
         out: dict[str, Any] = {"uptime_s": round(time.time() - self.started, 3)}
+        labelled = {name for name, label in [*self.counters, *self.gauges] if label}
         for (name, label), value in [*self.counters.items(), *self.gauges.items()]:
-            if label:
+            if name in labelled:  # a name used with labels: the unlabelled value is under ""
                 out.setdefault(name, {})[label] = value
             else:
                 out[name] = value

@@ -17,7 +17,7 @@ from models.recommend import RowUpdate, apply_update, inflation, new_row, row_ne
 from streams import tables, topics
 from streams.app import app, settings
 from streams.metrics import metrics
-from streams.runtime import dirty_rows, index
+from streams.runtime import as_current_event, dirty_rows, index
 
 __all__ = ["accumulate_similarity", "publish_neighbours"]
 
@@ -28,19 +28,26 @@ _latest_ts: dict[str, int] = {"ts": 0}
 
 @app.agent(topics.course_cooc)
 async def accumulate_similarity(stream):  # noqa: ANN001 - faust stream
-    """Add each row update to its course's stored row and mark the row changed."""
-    async for event in stream.events():
-        try:
-            update = RowUpdate.from_dict(orjson.loads(event.message.value))
-        except (ValueError, KeyError, TypeError) as exc:  # our own topic: a bug, not user input
-            log.error("dropping malformed co-occurrence update at offset %d: %s", event.message.offset, exc)
-            metrics.inc("cooc_malformed")
-            continue
-        entry = tables.cooc.get(update.course_id) or new_row()
-        tables.cooc[update.course_id] = apply_update(entry, update, _HL_MS)
-        dirty_rows[update.course_id] = event.message.partition
-        _latest_ts["ts"] = max(_latest_ts["ts"], update.ts)
-        metrics.inc("cooc_updates_applied")
+    """Add row updates to their course's stored row (one table write per course and batch)."""
+    async for batch in stream.take_events(settings.ingest_batch, settings.ingest_batch_within_s):
+        rows: dict[str, tuple[dict, object]] = {}
+        for event in batch:
+            try:
+                update = RowUpdate.from_dict(orjson.loads(event.message.value))
+            except (ValueError, KeyError, TypeError) as exc:  # our own topic: a bug, not user input
+                log.error("dropping malformed co-occurrence update at offset %d: %s", event.message.offset, exc)
+                metrics.inc("cooc_malformed")
+                continue
+            entry = rows.get(update.course_id, (None,))[0]
+            if entry is None:
+                entry = tables.cooc.get(update.course_id) or new_row()
+            rows[update.course_id] = (apply_update(entry, update, _HL_MS), event)
+            _latest_ts["ts"] = max(_latest_ts["ts"], update.ts)
+        for course_id, (entry, event) in rows.items():
+            as_current_event(event)
+            tables.cooc[course_id] = entry
+            dirty_rows[course_id] = event.message.partition
+        metrics.inc("cooc_updates_applied", by=len(batch))
 
 
 @app.timer(settings.neighbours_refresh_s)

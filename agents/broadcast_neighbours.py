@@ -44,7 +44,8 @@ async def broadcast_neighbours() -> None:
     """Tail ``course-neighbours`` and ``courses`` for the life of the worker."""
     names = {settings.topic("course-neighbours"): "course-neighbours", settings.topic("courses"): "courses"}
     consumer = AIOKafkaConsumer(*names, bootstrap_servers=settings.bootstrap_servers, group_id=None,
-                                auto_offset_reset="earliest", enable_auto_commit=False)
+                                auto_offset_reset="earliest", enable_auto_commit=False,
+                                fetch_max_wait_ms=settings.fetch_max_wait_ms)
     await consumer.start()
     try:
         while True:

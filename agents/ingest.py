@@ -10,27 +10,28 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Any
 
 import orjson
 
-from models.profile import PartitionStats, UserState
-from models.recommend import cooc_updates, engagement_level
+from agents import attribute_referrals, score_churn, score_referrals
+from models.profile import DAY_MS, PartitionStats, UserState
+from models.recommend import RowUpdate, cooc_updates, engagement_level
 from schemas.codec import INPUT_TYPES, RejectedRecord, dead_letter, decode_event, encode
 from schemas.events import Purchase
-from agents import score_churn
-from agents import attribute_referrals, score_referrals  # referrals (issue 6)
 from streams import tables, topics
 from streams.app import app, settings
 from streams.metrics import metrics
-from streams.runtime import RecTrigger, dirty_profiles, dirty_recs, rules
+from streams.runtime import RecTrigger, as_current_event, dirty_profiles, dirty_recs, rules
 
-__all__ = ["ingest"]
+__all__ = ["ingest", "partition_stats", "process_batch"]
 
 log = logging.getLogger(__name__)
 
 _PREFIX_LEN = len(settings.topic_prefix)
 _LATENESS_MS = int(settings.allowed_lateness_s * 1000)
 _MAX_FUTURE_MS = int(settings.max_future_s * 1000)
+_HL_MS = settings.half_life_days * DAY_MS
 #: persist the partition's high mark when it moved this far (event time) since the last write
 _STATS_PERSIST_MS = 60_000
 _stats: dict[int, PartitionStats] = {}
@@ -69,10 +70,44 @@ async def _reject(message, exc: RejectedRecord) -> None:  # noqa: ANN001 - faust
     await topics.dlq.send(key=message.key or b"", value=encode(record))
 
 
+class _Gains:
+    """Row updates for one course within a batch, merged exactly (re-based to the latest ts)."""
+
+    __slots__ = ("pairs", "pop", "ts")
+
+    def __init__(self) -> None:
+        self.ts = 0
+        self.pop = 0.0
+        self.pairs: dict[str, float] = {}
+
+    def add(self, update: RowUpdate) -> None:
+        if update.ts > self.ts:
+            factor = 2.0 ** ((self.ts - update.ts) / _HL_MS) if self.ts else 1.0
+            self.pop *= factor
+            for k in self.pairs:
+                self.pairs[k] *= factor
+            self.ts = update.ts
+        factor = 2.0 ** ((update.ts - self.ts) / _HL_MS)
+        self.pop += update.pop_delta * factor
+        for other, gain in update.pairs:
+            self.pairs[other] = self.pairs.get(other, 0.0) + gain * factor
+
+    def update(self, course_id: str) -> RowUpdate:
+        return RowUpdate(course_id, self.ts, self.pop, tuple(self.pairs.items()))
+
+
 @app.agent(topics.user_events)
 async def ingest(stream):  # noqa: ANN001 - faust stream
-    """Per event: decode, validate, dedupe, update user state, send co-occurrence gains, mark dirty."""
-    async for event in stream.events():
+    """Events in batches: per event decode, validate, dedupe and fold into the user's state; per
+    batch one state write per user, one co-occurrence message per course, one stats write per
+    partition (the per-message cost of Faust and the producer dominates, so work is coalesced)."""
+    async for batch in stream.take_events(settings.ingest_batch, settings.ingest_batch_within_s):
+        await process_batch(batch)
+
+
+async def process_batch(batch) -> None:  # noqa: ANN001, C901 - faust events; one pass, kept in one place
+    by_user: dict[str, list[tuple[Any, Any, str]]] = {}
+    for event in batch:
         message = event.message
         logical = message.topic[_PREFIX_LEN:]
         try:
@@ -87,44 +122,89 @@ async def ingest(stream):  # noqa: ANN001 - faust stream
         except RejectedRecord as exc:
             await _reject(message, exc)
             continue
-        partition = message.partition
-        raw = tables.users.get(ev.user_id)
-        state = UserState.from_dict(raw) if raw else UserState(ev.user_id)
+        by_user.setdefault(ev.user_id, []).append((event, ev, logical))
+
+    gains: dict[str, _Gains] = {}
+    links: list[Any] = []
+    moved: dict[int, Any] = {}  # partition -> an event of it, when its stats must be written
+    counted: dict[int, list[Any]] = {}  # partition -> [an event of it, events applied]
+    for user_id, items in by_user.items():
+        try:
+            last = _fold_user(user_id, items, gains, links, moved, counted)
+        except Exception as exc:  # noqa: BLE001 - a bug on one user's events must not lose the batch
+            log.exception("internal error on %d events of user %r; sent to the DLQ", len(items), user_id)
+            for event, _, _ in items:
+                await _reject(event.message, RejectedRecord(f"internal error: {exc!r}", kind="internal"))
+            continue
+        if last is None:
+            continue
+        event, ev, partition, state = last
+        as_current_event(event)
+        tables.users[user_id] = state.to_dict()
+        dirty_profiles[user_id] = partition
+        dirty_recs[user_id] = RecTrigger(partition, ev.event_id, ev.ts)
+    await _flush_batch(gains, links, moved, counted, by_user)
+
+
+def _fold_user(user_id: str, items: list[tuple[Any, Any, str]], gains: dict[str, _Gains], links: list[Any],
+               moved: dict[int, Any], counted: dict[int, list[Any]]) -> tuple[Any, Any, int, UserState] | None:
+    """Apply one user's events of the batch to their state (no await: nothing interleaves)."""
+    raw = tables.users.get(user_id)
+    state = UserState.from_dict(raw) if raw else UserState(user_id)
+    last = None
+    for event, ev, logical in items:
+        as_current_event(event)  # table writes below (model checkpoints) go to this partition
+        partition = event.message.partition
         first_purchase = state.purchases == 0
         course_id = getattr(ev, "course_id", None)
         old_level = engagement_level(state.courses.get(course_id), rules.completion) if course_id else 0
         if not state.apply(ev, dedupe_window=settings.dedupe_window, completion=rules.completion):
             metrics.inc("duplicates", logical)
             continue
+        last = (event, ev, partition)
         metrics.inc("events_in", logical)
         if getattr(ev, "rec_id", None) is not None:
             metrics.inc("rec_attributed", logical)
         if course_id is not None and logical != "shares":
             new_level = engagement_level(state.courses.get(course_id), rules.completion)
             for update in cooc_updates(state, course_id, old_level, new_level, ev.ts, completion=rules.completion):
-                await topics.course_cooc.send(key=update.course_id.encode(), value=orjson.dumps(update.to_dict()))
-                metrics.inc("cooc_updates_sent")
+                gains.setdefault(update.course_id, _Gains()).add(update)
         state.partition = partition
-        score_referrals.on_user_event(ev, state, partition)  # referrals (issue 6): stats, model, candidate check
-        tables.users[ev.user_id] = state.to_dict()
-        await attribute_referrals.referral_links(ev)  # referrals (issue 6): share/conversion -> referral-links
-        await score_referrals.send_candidates()  # referrals (issue 6)
+        # referrals (issue 6): stats, model, candidate check; no await since the state was read
+        score_referrals.on_user_event(ev, state, partition, refresh=False)
+        links.append(ev)
         stats = partition_stats(partition)
         is_purchase = isinstance(ev, Purchase)
-        moved = stats.observe(
-            ev.ts,
-            amount=ev.amount if is_purchase else 0.0,
-            new_buyer=is_purchase and first_purchase,
-        )
-        rm = score_churn.models_for(partition)
-        rm.observe(state, ev.ts, is_purchase, stats.avg_ltv)
-        if is_purchase or (moved and stats.max_ts - _persisted_max.get(partition, 0) >= _STATS_PERSIST_MS):
-            tables.partition_stats[str(partition)] = stats.to_dict()
-            _persisted_max[partition] = stats.max_ts
-            await score_churn.on_watermark(partition, stats.watermark(_LATENESS_MS), stats.avg_ltv)
-            score_referrals.on_watermark(partition, stats.watermark(_LATENESS_MS))  # referrals (issue 6)
-        score_churn.checkpoint(partition, settings.checkpoint_events)
-        metrics.set("watermark_ms", stats.watermark(_LATENESS_MS), str(partition))
-        metrics.set("event_lag_ms", time.time() * 1000 - ev.ts)
-        dirty_profiles[ev.user_id] = partition
-        dirty_recs[ev.user_id] = RecTrigger(partition, ev.event_id, ev.ts)
+        if stats.observe(ev.ts, amount=ev.amount if is_purchase else 0.0,
+                         new_buyer=is_purchase and first_purchase) or is_purchase:
+            if is_purchase or stats.max_ts - _persisted_max.get(partition, 0) >= _STATS_PERSIST_MS:
+                moved[partition] = event
+        score_churn.models_for(partition).observe(state, ev.ts, is_purchase, stats.avg_ltv)
+        entry = counted.setdefault(partition, [event, 0])
+        entry[1] += 1
+    return None if last is None else (*last, state)
+
+
+async def _flush_batch(gains: dict[str, _Gains], links: list[Any], moved: dict[int, Any],
+                       counted: dict[int, list[Any]], by_user: dict[str, list[tuple[Any, Any, str]]]) -> None:
+    """Sends and per-partition writes of a batch, after every user's state was folded."""
+    for course_id, g in gains.items():
+        await topics.course_cooc.send(key=course_id.encode(), value=orjson.dumps(g.update(course_id).to_dict()))
+    metrics.inc("cooc_updates_sent", by=len(gains))
+    for ev in links:
+        await attribute_referrals.referral_links(ev)  # referrals (issue 6): share/conversion -> referral-links
+    await score_referrals.send_candidates()  # referrals (issue 6)
+    for partition, event in moved.items():
+        stats = partition_stats(partition)
+        as_current_event(event)
+        tables.partition_stats[str(partition)] = stats.to_dict()
+        _persisted_max[partition] = stats.max_ts
+        watermark = stats.watermark(_LATENESS_MS)
+        await score_churn.on_watermark(partition, watermark, stats.avg_ltv)
+        score_referrals.on_watermark(partition, watermark)  # referrals (issue 6)
+    for partition, (event, n) in counted.items():
+        as_current_event(event)
+        score_churn.checkpoint(partition, settings.checkpoint_events, n)
+        metrics.set("watermark_ms", partition_stats(partition).watermark(_LATENESS_MS), str(partition))
+    if by_user:
+        metrics.set("event_lag_ms", time.time() * 1000 - max(items[-1][1].ts for items in by_user.values()))

@@ -83,9 +83,10 @@ async def on_watermark(partition: int, watermark: int, avg_ltv: float) -> int:
     return len(alerts)
 
 
-def checkpoint(partition: int, every: int) -> bool:
-    """Count an event; write the partition's checkpoint every ``every`` events (in the stream)."""
-    n = _events_since_checkpoint.get(partition, 0) + 1
+def checkpoint(partition: int, every: int, events: int = 1) -> bool:
+    """Count ``events``; write the partition's checkpoint every ``every`` events (in the stream,
+    with an event of the partition current)."""
+    n = _events_since_checkpoint.get(partition, 0) + events
     if n < every:
         _events_since_checkpoint[partition] = n
         return False

@@ -99,14 +99,14 @@ def _decide(rm: ReferralModels, state: UserState, now: int) -> ReferralCandidate
     return candidate_record(d, rm.cooldown_days)
 
 
-def on_user_event(event: Any, state: UserState, partition: int) -> None:
+def on_user_event(event: Any, state: UserState, partition: int, refresh: bool = True) -> None:
     """From the ingest agent, after ``state.apply`` and right before the state is written (sync).
 
     Takes ``referrals`` from the stored state (a credit may have been written while the ingest
     agent awaited), counts a share by channel, lets the model snapshot, and checks the candidate
     rule (shares and purchases always, views once per user-day).
     """
-    stored = tables.users.get(state.user_id)
+    stored = tables.users.get(state.user_id) if refresh else None  # batch callers read it just now
     if stored is not None:
         state.referrals = stored.get("referrals") or {}
     if isinstance(event, Share):

@@ -81,6 +81,7 @@ class Tail:
             auto_offset_reset="earliest",
             enable_auto_commit=False,
             group_id=None,
+            fetch_max_wait_ms=50,
         )
         await consumer.start()
         prefix = len(self.settings.topic_prefix)

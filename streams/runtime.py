@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
+from typing import Any
+
+from faust import streams as _faust_streams
 
 from models.profile import SegmentRules
 from models.recommend import NeighbourIndex, Ranker
@@ -11,7 +15,7 @@ from streams.app import settings
 from streams.serving import RedisServing
 
 __all__ = [
-    "RecTrigger", "dirty_profiles", "dirty_recs", "dirty_rows", "index", "new_retention", "ranker", "retention",
+    "RecTrigger", "as_current_event", "dirty_profiles", "dirty_recs", "dirty_rows", "index", "new_retention", "ranker", "retention",
     "rules", "serving",
 ]
 
@@ -47,3 +51,13 @@ def new_retention() -> RetentionModels:
     return RetentionModels(horizon_days=settings.churn_horizon_days, threshold=settings.churn_threshold,
                            release=settings.churn_release, cooldown_days=settings.alert_cooldown_days,
                            first_check_days=settings.first_check_days, rules=rules)
+
+
+def as_current_event(event: Any) -> None:
+    """Make ``event`` the stream's current event, so a table write goes to its partition.
+
+    Faust routes a table write's changelog record to the partition of the current event. Agents
+    that take events in batches (``take_events``) write once per key after folding several
+    events, so they point it at an event of the right partition first.
+    """
+    _faust_streams._current_event.set(weakref.ref(event))  # noqa: SLF001 - see the docstring

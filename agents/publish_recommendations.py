@@ -12,6 +12,8 @@ import logging
 import time
 import uuid
 
+from agents.score_churn import models_for
+from models.churn import churn_features
 from models.profile import UserState
 from schemas.codec import encode
 from schemas.outputs import RecItem, Recommendations
@@ -20,7 +22,9 @@ from streams.app import app, settings
 from streams.metrics import metrics
 from streams.runtime import dirty_recs, index, ranker, serving
 
-__all__ = ["MODEL_VERSIONS", "flush_recommendations"]
+__all__ = ["MODEL_VERSIONS", "flush_recommendations", "with_repurchase_reason"]
+#: repurchase propensity from which a bought course's follow-up is worded "continue with …"
+REPURCHASE_REASON_AT = 0.5
 
 log = logging.getLogger(__name__)
 MODEL_VERSIONS = {"itemknn": f"{settings.similarity}-k{settings.neighbours_k}", "ranker": "hybrid-1"}
@@ -44,9 +48,11 @@ async def flush_recommendations() -> None:
         raw = tables.users.get(user_id)
         if raw is None:
             continue
-        items = ranker.recommend(UserState.from_dict(raw), index, trigger.ts)
+        state = UserState.from_dict(raw)
+        items = ranker.recommend(state, index, trigger.ts)
         if not items:
             continue
+        items = with_repurchase_reason(items, state, trigger.partition, trigger.ts)
         record = Recommendations(
             rec_id=rec_id_for(user_id, trigger.event_id),
             user_id=user_id,
@@ -61,3 +67,22 @@ async def flush_recommendations() -> None:
         served.append((user_id, value))
     await serving.put_many("rec", served)
     metrics.set("rec_flush_at", time.time())
+    published = metrics.get("recommendations_published")
+    if published:  # attribution: views and purchases that came from a list, per list published
+        metrics.set("rec_click_through", round(metrics.get("rec_attributed", "views") / published, 6))
+        metrics.set("rec_conversion", round(metrics.get("rec_attributed", "purchases") / published, 6))
+
+
+def with_repurchase_reason(items: list[tuple[str, float, str]], state: UserState, partition: int,
+                           now: int) -> list[tuple[str, float, str]]:
+    """When the repurchase model expects the user to buy again soon, say "continue with …" for
+    the best item that follows a course they bought (seed 001: repurchase and retention)."""
+    if not state.owned or models_for(partition).repurchase.classifier.predict_proba(
+            churn_features(state, now)) < REPURCHASE_REASON_AT:
+        return items
+    out = list(items)
+    for i, (course_id, score, reason) in enumerate(out):
+        if reason.startswith("because you bought "):
+            out[i] = (course_id, score, "continue with this after " + reason[len("because you bought "):])
+            break
+    return out

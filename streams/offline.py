@@ -26,7 +26,8 @@ def run_eval(args: argparse.Namespace) -> int:
 
     labels = read_labels(args.labels) if args.labels else None
     config = EvalConfig(horizon_days=args.horizon_days, as_of=parse_ts(args.as_of, "--as-of") if args.as_of else None,
-                        rec_interval_ms=int(args.rec_interval_s * 1000), seed=args.seed)
+                        rec_interval_ms=int(args.rec_interval_s * 1000), alert_threshold=args.alert_threshold,
+                        seed=args.seed)
     evaluator = PrequentialEvaluator(config, recommender=OnlineRecommender(measure=args.similarity, mf_weight=args.mf_weight, seed=args.seed), labels=labels)
     report = evaluator.run(read_events(args.events))
     report["source"] = {"events": str(args.events), "labels": str(args.labels) if args.labels else None}

@@ -44,7 +44,7 @@ class AlertDecision:
 class RetentionModels:
     """Churn risk, repurchase propensity, activity clusters and silence alerts of one partition."""
 
-    def __init__(self, horizon_days: float = 14.0, threshold: float = 0.6, release: float = 0.4,
+    def __init__(self, horizon_days: float = 14.0, threshold: float = 0.5, release: float = 0.4,
                  cooldown_days: float = 7.0, first_check_days: float = 3.0, recheck_days: float = 1.0,
                  rules: SegmentRules | None = None, seed: int = 0, self_supervised: bool = True) -> None:
         if recheck_days <= 0:

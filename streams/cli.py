@@ -57,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="a user's list is recomputed at most once per this much event time (default 3600)")
     ev.add_argument("--similarity", default="cosine", choices=["cosine", "jaccard", "lift"])
     ev.add_argument("--title", default=None, help="title of report.md")
-    ev.add_argument("--alert-threshold", type=float, default=0.6, help="churn alert threshold (default 0.6)")
+    ev.add_argument("--alert-threshold", type=float, default=0.5, help="churn alert threshold (default 0.5)")
     ev.add_argument("--mf-weight", type=float, default=0.0,
                     help="weight of a River matrix-factorisation second scorer (0: off, as in the workers)")
 

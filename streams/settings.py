@@ -50,7 +50,7 @@ class Settings:
     similarity: str = _f("COURSEPULSE_SIMILARITY", "cosine", "Item similarity: cosine, jaccard or lift.")
     half_life_days: float = _f("COURSEPULSE_HALF_LIFE_DAYS", 30.0, "Event-time half-life of co-occurrence and popularity.")
     churn_horizon_days: float = _f("COURSEPULSE_CHURN_HORIZON_DAYS", 14.0, "Churn means no activity for this many days (the label horizon H).")
-    churn_threshold: float = _f("COURSEPULSE_CHURN_THRESHOLD", 0.6, "A churn alert is raised when a user's risk reaches this.")
+    churn_threshold: float = _f("COURSEPULSE_CHURN_THRESHOLD", 0.5, "A churn alert is raised when a user's risk reaches this.")
     churn_release: float = _f("COURSEPULSE_CHURN_RELEASE", 0.4, "An alert episode ends when the risk falls below this (hysteresis) or the user returns.")
     alert_cooldown_days: float = _f("COURSEPULSE_ALERT_COOLDOWN_DAYS", 7.0, "At most one alert per user per this many days (event time).")
     first_check_days: float = _f("COURSEPULSE_FIRST_CHECK_DAYS", 3.0, "A silent user is first scored this many days after their last event, then daily.")

@@ -78,7 +78,7 @@ class EvalConfig:
     baseline_refresh_ms: int = 3_600_000
     #: a risk snapshot is recorded at most once per user per this much event time
     snapshot_interval_ms: int = DAY_MS
-    alert_threshold: float = 0.6
+    alert_threshold: float = 0.5
     #: the "after warm-up" churn figures leave out snapshots of the first days of the file, when
     #: delayed labels have not reached the model yet
     warmup_days: float = 28.0

@@ -8,65 +8,39 @@ from streams.app import app, settings
 
 __all__ = ["cooc", "partition_stats", "referral_courses", "referral_models", "retention", "shares", "users"]
 
+
+def _table(name: str, raw: bool = False) -> faust.Table:
+    """A table with str keys and JSON values (``raw``: bytes values, e.g. model checkpoints),
+    partitioned like the project's topics; its changelog is ``<app id>-<name>-changelog``."""
+    if raw:  # the store's serializer follows value_type: raw bytes, not JSON
+        schema = faust.Schema(key_type=str, value_type=bytes, key_serializer="raw", value_serializer="raw")
+        return app.Table(name, default=None, partitions=settings.partitions, value_type=bytes, schema=schema)
+    schema = faust.Schema(key_type=str, key_serializer="raw", value_serializer="json")
+    return app.Table(name, default=None, partitions=settings.partitions, schema=schema)
+
+
 #: user_id -> models.profile.UserState as a dict; partitioned like the input topics
-users = app.Table(
-    "users",
-    default=None,
-    partitions=settings.partitions,
-    schema=faust.Schema(key_type=str, key_serializer="raw", value_serializer="json"),
-)
+users = _table("users")
 
 #: str(partition) -> models.profile.PartitionStats as a dict (watermark, spend totals)
-partition_stats = app.Table(
-    "partition-stats",
-    default=None,
-    partitions=settings.partitions,
-    schema=faust.Schema(key_type=str, key_serializer="raw", value_serializer="json"),
-)
+partition_stats = _table("partition-stats")
 
 #: course_id -> co-occurrence row (models.recommend.new_row); partitioned like ``course-cooc``
-cooc = app.Table(
-    "cooc",
-    default=None,
-    partitions=settings.partitions,
-    schema=faust.Schema(key_type=str, key_serializer="raw", value_serializer="json"),
-)
+cooc = _table("cooc")
 
 #: str(partition) -> models.retention.RetentionModels.checkpoint() bytes: the learned churn,
 #: repurchase and cluster models and open alert episodes, moving with the partition
-retention = app.Table(
-    "retention",
-    default=None,
-    partitions=settings.partitions,
-    value_type=bytes,  # the store's serializer follows value_type: raw bytes, not JSON
-    schema=faust.Schema(key_type=str, value_type=bytes, key_serializer="raw", value_serializer="raw"),
-)
+retention = _table("retention", raw=True)
 
 #: share_id -> models.referrals.AttributionBook entry (the share, conversion ids, pending
 #: conversions, credited totals); partitioned like ``referral-links``
-shares = app.Table(
-    "shares",
-    default=None,
-    partitions=settings.partitions,
-    schema=faust.Schema(key_type=str, key_serializer="raw", value_serializer="json"),
-)
+shares = _table("shares")
 
 #: "{partition}/{course_id}" -> referral totals of the course's shares seen on that partition of
 #: ``referral-links`` (models.referrals.course_stats_add); the partition in the key keeps entries
 #: of different partitions apart in every store
-referral_courses = app.Table(
-    "referral-courses",
-    default=None,
-    partitions=settings.partitions,
-    schema=faust.Schema(key_type=str, key_serializer="raw", value_serializer="json"),
-)
+referral_courses = _table("referral-courses")
 
 #: str(partition) -> models.referrals.ReferralModels.checkpoint() bytes (the learned propensity
 #: model of the partition's users), moving with the partition
-referral_models = app.Table(
-    "referral-models",
-    default=None,
-    partitions=settings.partitions,
-    value_type=bytes,
-    schema=faust.Schema(key_type=str, value_type=bytes, key_serializer="raw", value_serializer="raw"),
-)
+referral_models = _table("referral-models", raw=True)

@@ -16,6 +16,14 @@ def _json(web, body: object, status: int = 200) -> Response:  # noqa: ANN001
     return web.bytes(orjson.dumps(body), content_type="application/json", status=status)
 
 
+async def _served(web, kind: str, ident: str, what: str) -> Response:  # noqa: ANN001
+    """A serving copy from Redis as JSON, or 404 when there is none (or Redis is away)."""
+    value = await serving.get(kind, ident)
+    if value is None:
+        return _json(web, {"error": f"no {what} for {ident!r}"}, status=404)
+    return web.bytes(value, content_type="application/json")
+
+
 @app.page("/healthz")
 class HealthView(View):
     """200 while the worker runs (Faust's own crash handling stops the process otherwise)."""
@@ -45,10 +53,7 @@ class ProfileView(View):
     """The latest profile of a user from the Redis serving copy (any worker answers)."""
 
     async def get(self, request: Request, user_id: str) -> Response:
-        value = await serving.get("profile", user_id)
-        if value is None:
-            return _json(self.web, {"error": f"no profile for {user_id!r}"}, status=404)
-        return self.web.bytes(value, content_type="application/json")
+        return await _served(self.web, "profile", user_id, "profile")
 
 
 @app.page("/recommendations/{user_id}")
@@ -56,10 +61,7 @@ class RecommendationsView(View):
     """The latest recommendations of a user from the Redis serving copy (any worker answers)."""
 
     async def get(self, request: Request, user_id: str) -> Response:
-        value = await serving.get("rec", user_id)
-        if value is None:
-            return _json(self.web, {"error": f"no recommendations for {user_id!r}"}, status=404)
-        return self.web.bytes(value, content_type="application/json")
+        return await _served(self.web, "rec", user_id, "recommendations")
 
 
 @app.page("/neighbours/{course_id}")

@@ -171,7 +171,7 @@ def _fold_user(user_id: str, items: list[tuple[Any, Any, str]], gains: dict[str,
                 gains.setdefault(update.course_id, _Gains()).add(update)
         state.partition = partition
         # referrals (issue 6): stats, model, candidate check; no await since the state was read
-        score_referrals.on_user_event(ev, state, partition, refresh=False)
+        score_referrals.on_user_event(ev, state, partition)
         links.append(ev)
         stats = partition_stats(partition)
         is_purchase = isinstance(ev, Purchase)

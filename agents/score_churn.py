@@ -19,13 +19,13 @@ from schemas.codec import encode
 from schemas.outputs import ChurnAlert, Factor
 from streams import tables, topics
 from streams.metrics import metrics
-from streams.runtime import index, new_retention, retention
+from streams.runtime import EveryN, index, new_retention, retention
 
 __all__ = ["alert_record", "checkpoint", "models_for", "on_watermark"]
 
 log = logging.getLogger(__name__)
 _NS = uuid.UUID("0b3a52f5-3c8e-4a43-9a83-5b6f2b9f3c11")
-_events_since_checkpoint: dict[int, int] = {}
+_checkpoints = EveryN()
 
 
 def models_for(partition: int) -> RetentionModels:
@@ -45,7 +45,7 @@ def models_for(partition: int) -> RetentionModels:
 def forget_partition(partition: int) -> None:
     """The partition moved away: drop its in-memory models (its table has the checkpoint)."""
     retention.pop(partition, None)
-    _events_since_checkpoint.pop(partition, None)
+    _checkpoints.forget(partition)
 
 
 def alert_record(a: AlertDecision) -> ChurnAlert:
@@ -86,11 +86,8 @@ async def on_watermark(partition: int, watermark: int, avg_ltv: float) -> int:
 def checkpoint(partition: int, every: int, events: int = 1) -> bool:
     """Count ``events``; write the partition's checkpoint every ``every`` events (in the stream,
     with an event of the partition current)."""
-    n = _events_since_checkpoint.get(partition, 0) + events
-    if n < every:
-        _events_since_checkpoint[partition] = n
+    if not _checkpoints.due(partition, every, events):
         return False
-    _events_since_checkpoint[partition] = 0
     tables.retention[str(partition)] = models_for(partition).checkpoint()
     metrics.inc("retention_checkpoints")
     return True

@@ -35,7 +35,7 @@ from schemas.outputs import ReferralCandidate
 from streams import tables, topics
 from streams.app import app, settings
 from streams.metrics import metrics
-from streams.runtime import dirty_profiles
+from streams.runtime import EveryN, dirty_profiles
 
 __all__ = ["candidate_record", "extras", "models_for", "on_user_event", "on_watermark", "score_referrals",
            "send_candidates"]
@@ -43,7 +43,7 @@ __all__ = ["candidate_record", "extras", "models_for", "on_user_event", "on_wate
 log = logging.getLogger(__name__)
 _NS = uuid.UUID("6f1d0c9e-2b7a-4c55-9a0e-31c6a8d2e7b4")
 _models: dict[int, ReferralModels] = {}
-_events_since_checkpoint: dict[int, int] = {}
+_checkpoints = EveryN()
 #: candidates decided on the ingest path, sent right after the user's state is written
 _outbox: list[tuple[int, ReferralCandidate]] = []
 
@@ -66,16 +66,13 @@ async def _forget_revoked(app, revoked, **kwargs) -> None:  # noqa: ANN001 - fau
     """The partition moved away: drop its in-memory model (its table has the checkpoint)."""
     for tp in revoked:
         _models.pop(tp.partition, None)
-        _events_since_checkpoint.pop(tp.partition, None)
+        _checkpoints.forget(tp.partition)
 
 
 def _checkpoint(partition: int) -> None:
     """Count an event; write the partition's checkpoint every ``checkpoint_events`` (in a stream)."""
-    n = _events_since_checkpoint.get(partition, 0) + 1
-    if n < settings.checkpoint_events:
-        _events_since_checkpoint[partition] = n
+    if not _checkpoints.due(partition, settings.checkpoint_events):
         return
-    _events_since_checkpoint[partition] = 0
     rm = models_for(partition)
     tables.referral_models[str(partition)] = rm.checkpoint()
     metrics.set("referral_model_examples", rm.positives + rm.negatives, str(partition))
@@ -99,16 +96,12 @@ def _decide(rm: ReferralModels, state: UserState, now: int) -> ReferralCandidate
     return candidate_record(d, rm.cooldown_days)
 
 
-def on_user_event(event: Any, state: UserState, partition: int, refresh: bool = True) -> None:
-    """From the ingest agent, after ``state.apply`` and right before the state is written (sync).
-
-    Takes ``referrals`` from the stored state (a credit may have been written while the ingest
-    agent awaited), counts a share by channel, lets the model snapshot, and checks the candidate
-    rule (shares and purchases always, views once per user-day).
+def on_user_event(event: Any, state: UserState, partition: int) -> None:
+    """From the ingest agent, after ``state.apply`` and before the state is written, with no await
+    in between (so a credit written by :func:`score_referrals` is never overwritten): counts a
+    share by channel, lets the model snapshot, and checks the candidate rule (shares and purchases
+    always, views once per user-day).
     """
-    stored = tables.users.get(state.user_id) if refresh else None  # batch callers read it just now
-    if stored is not None:
-        state.referrals = stored.get("referrals") or {}
     if isinstance(event, Share):
         state.referrals = record_share(state.referrals, event.channel, event.ts)
     rm = models_for(partition)

@@ -15,7 +15,7 @@ from streams.app import settings
 from streams.serving import RedisServing
 
 __all__ = [
-    "RecTrigger", "as_current_event", "dirty_profiles", "dirty_recs", "dirty_rows", "index", "new_retention", "ranker", "retention",
+    "EveryN", "RecTrigger", "as_current_event", "dirty_profiles", "dirty_recs", "dirty_rows", "index", "new_retention", "ranker", "retention",
     "rules", "serving",
 ]
 
@@ -61,3 +61,22 @@ def as_current_event(event: Any) -> None:
     events, so they point it at an event of the right partition first.
     """
     _faust_streams._current_event.set(weakref.ref(event))  # noqa: SLF001 - see the docstring
+
+
+class EveryN:
+    """Counts events per partition and says when a partition reached ``every`` since the last time
+    (model checkpoints are written to their table that often)."""
+
+    def __init__(self) -> None:
+        self._counts: dict[int, int] = {}
+
+    def due(self, partition: int, every: int, events: int = 1) -> bool:
+        n = self._counts.get(partition, 0) + events
+        if n < every:
+            self._counts[partition] = n
+            return False
+        self._counts[partition] = 0
+        return True
+
+    def forget(self, partition: int) -> None:
+        self._counts.pop(partition, None)

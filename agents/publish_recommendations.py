@@ -77,12 +77,13 @@ def with_repurchase_reason(items: list[tuple[str, float, str]], state: UserState
                            now: int) -> list[tuple[str, float, str]]:
     """When the repurchase model expects the user to buy again soon, say "continue with …" for
     the best item that follows a course they bought (seed 001: repurchase and retention)."""
-    if not state.owned or models_for(partition).repurchase.classifier.predict_proba(
-            churn_features(state, now)) < REPURCHASE_REASON_AT:
+    prefix = "because you bought "
+    i = next((i for i, item in enumerate(items) if item[2].startswith(prefix)), None)
+    if i is None:  # nothing follows a bought course: no model call on this path
+        return items
+    if models_for(partition).repurchase.classifier.predict_proba(churn_features(state, now)) < REPURCHASE_REASON_AT:
         return items
     out = list(items)
-    for i, (course_id, score, reason) in enumerate(out):
-        if reason.startswith("because you bought "):
-            out[i] = (course_id, score, "continue with this after " + reason[len("because you bought "):])
-            break
+    course_id, score, reason = out[i]
+    out[i] = (course_id, score, "continue with this after " + reason[len(prefix):])
     return out

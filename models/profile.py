@@ -161,10 +161,6 @@ class UserState:
         """Inverse of :meth:`to_dict`; fields added since the dict was written take defaults."""
         return cls(**data)
 
-    def seen(self, event_id: str) -> bool:
-        """Whether this event id was already applied (within the de-duplication window)."""
-        return event_id in self.recent_ids
-
     def apply(
         self,
         event: Event,

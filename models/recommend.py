@@ -17,12 +17,11 @@ whole row decays at once without being touched; values are deflated when they ar
 
 from __future__ import annotations
 
+import dataclasses
+import random
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
-
-import dataclasses
-import random
 
 import numpy as np
 

@@ -70,12 +70,12 @@ def decode_event(
     except ValidationError as exc:
         msg = str(exc)
         raise RejectedRecord(msg, kind="validation") from None
-    if key is not None and key != event.user_id.encode():
+    if not key:
+        msg = f"empty message key: expected the user_id {event.user_id!r}"
+        raise RejectedRecord(msg, kind="key_mismatch")
+    if key != event.user_id.encode():
         shown = key[:64].decode("utf-8", "replace")
         msg = f"message key {shown!r} != user_id {event.user_id!r}"
-        raise RejectedRecord(msg, kind="key_mismatch")
-    if key is None or key == b"":
-        msg = "empty message key: expected the user_id"
         raise RejectedRecord(msg, kind="key_mismatch")
     now = int(time.time() * 1000) if now_ms is None else now_ms
     if event.ts > now + max_future_ms:

@@ -27,9 +27,6 @@ class Metrics:
     def get(self, name: str, label: str = "") -> float:
         return self.counters.get((name, label), self.gauges.get((name, label), 0.0))
 
-    def total(self, name: str) -> float:
-        return sum(v for (n, _), v in self.counters.items() if n == name)
-
     def snapshot(self) -> dict[str, Any]:
         """All figures as nested JSON: ``{name: value}`` or ``{name: {label: value}}``."""
         out: dict[str, Any] = {"uptime_s": round(time.time() - self.started, 3)}

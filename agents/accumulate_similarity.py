@@ -1,6 +1,7 @@
 """Accumulate co-occurrence rows where each course lives; publish their top-K neighbours.
 
-``course-cooc`` is keyed by course, so one worker owns each course's row (table ``cooc``,
+``course-cooc`` is partitioned by course (the ingest agent sends one bundle per partition and
+batch, holding the rows that partition owns), so one worker owns each course's row (table ``cooc``,
 changelog-backed: it moves with the partition). Changed rows are turned into neighbour lists by
 the Numba kernel on a timer and published, keyed by course, to the compacted
 ``course-neighbours`` topic that every worker reads (``agents/broadcast_neighbours.py``).
@@ -19,7 +20,7 @@ from streams.app import app, settings
 from streams.metrics import metrics
 from streams.runtime import as_current_event, dirty_rows, index
 
-__all__ = ["accumulate_similarity", "publish_neighbours"]
+__all__ = ["accumulate_similarity", "parse_updates", "publish_neighbours"]
 
 log = logging.getLogger(__name__)
 _HL_MS = settings.half_life_days * DAY_MS
@@ -31,23 +32,34 @@ async def accumulate_similarity(stream):  # noqa: ANN001 - faust stream
     """Add row updates to their course's stored row (one table write per course and batch)."""
     async for batch in stream.take_events(settings.ingest_batch, settings.ingest_batch_within_s):
         rows: dict[str, tuple[dict, object]] = {}
+        applied = 0
         for event in batch:
             try:
-                update = RowUpdate.from_dict(orjson.loads(event.message.value))
+                updates = parse_updates(orjson.loads(event.message.value))
             except (ValueError, KeyError, TypeError) as exc:  # our own topic: a bug, not user input
                 log.error("dropping malformed co-occurrence update at offset %d: %s", event.message.offset, exc)
                 metrics.inc("cooc_malformed")
                 continue
-            entry = rows.get(update.course_id, (None,))[0]
-            if entry is None:
-                entry = tables.cooc.get(update.course_id) or new_row()
-            rows[update.course_id] = (apply_update(entry, update, _HL_MS), event)
-            _latest_ts["ts"] = max(_latest_ts["ts"], update.ts)
+            for update in updates:
+                entry = rows.get(update.course_id, (None,))[0]
+                if entry is None:
+                    entry = tables.cooc.get(update.course_id) or new_row()
+                rows[update.course_id] = (apply_update(entry, update, _HL_MS), event)
+                _latest_ts["ts"] = max(_latest_ts["ts"], update.ts)
+            applied += len(updates)
         for course_id, (entry, event) in rows.items():
-            as_current_event(event)
+            as_current_event(event)  # the row's changelog partition: the one its bundle came in on
             tables.cooc[course_id] = entry
             dirty_rows[course_id] = event.message.partition
-        metrics.inc("cooc_updates_applied", by=len(batch))
+        metrics.inc("cooc_updates_applied", by=applied)
+
+
+def parse_updates(data: dict) -> list[RowUpdate]:
+    """A ``course-cooc`` message: a bundle ``{"updates": [...]}`` of the courses one partition
+    owns, or (as sent before bundling) a single update."""
+    if "updates" in data:
+        return [RowUpdate.from_dict(u) for u in data["updates"]]
+    return [RowUpdate.from_dict(data)]
 
 
 @app.timer(settings.neighbours_refresh_s)

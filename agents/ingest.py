@@ -22,9 +22,10 @@ from schemas.events import Purchase
 from streams import tables, topics
 from streams.app import app, settings
 from streams.metrics import metrics
+from streams.partitioning import partition_for
 from streams.runtime import RecTrigger, as_current_event, dirty_profiles, dirty_recs, rules
 
-__all__ = ["ingest", "partition_stats", "process_batch"]
+__all__ = ["cooc_bundles", "ingest", "partition_stats", "process_batch"]
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +95,17 @@ class _Gains:
 
     def update(self, course_id: str) -> RowUpdate:
         return RowUpdate(course_id, self.ts, self.pop, tuple(self.pairs.items()))
+
+
+def cooc_bundles(gains: dict[str, _Gains], partitions: int) -> dict[int, list[dict[str, Any]]]:
+    """A batch's row updates grouped by the ``course-cooc`` partition that owns each course (the
+    one a send keyed by ``course_id`` would pick): one message per
+    partition instead of one per course (each Faust message costs about what an empty agent
+    spends on one; see docs/benchmark.md)."""
+    out: dict[int, list[dict[str, Any]]] = {}
+    for course_id, g in gains.items():
+        out.setdefault(partition_for(course_id.encode(), partitions), []).append(g.update(course_id).to_dict())
+    return out
 
 
 @app.agent(topics.user_events)
@@ -188,8 +200,10 @@ def _fold_user(user_id: str, items: list[tuple[Any, Any, str]], gains: dict[str,
 async def _flush_batch(gains: dict[str, _Gains], links: list[Any], moved: dict[int, Any],
                        counted: dict[int, list[Any]], by_user: dict[str, list[tuple[Any, Any, str]]]) -> None:
     """Sends and per-partition writes of a batch, after every user's state was folded."""
-    for course_id, g in gains.items():
-        await topics.course_cooc.send(key=course_id.encode(), value=orjson.dumps(g.update(course_id).to_dict()))
+    for partition, updates in cooc_bundles(gains, topics.course_cooc.partitions or settings.partitions).items():
+        await topics.course_cooc.send(key=str(partition).encode(), value=orjson.dumps({"updates": updates}),
+                                      partition=partition)
+        metrics.inc("cooc_bundles_sent")
     metrics.inc("cooc_updates_sent", by=len(gains))
     for ev in links:
         await attribute_referrals.referral_links(ev)  # referrals (issue 6): share/conversion -> referral-links

@@ -7,6 +7,7 @@ serving copy to Redis in one pipeline.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from agents import score_referrals  # referrals (issue 6)
@@ -17,7 +18,7 @@ from schemas.codec import encode
 from streams import tables, topics
 from streams.app import app, settings
 from streams.metrics import metrics
-from streams.runtime import dirty_profiles, rules, serving
+from streams.runtime import YIELD_EVERY, dirty_profiles, rules, serving
 
 __all__ = ["flush_profiles"]
 
@@ -33,7 +34,7 @@ async def flush_profiles() -> None:
     batch = list(dirty_profiles.items())
     dirty_profiles.clear()
     served: list[tuple[str, bytes]] = []
-    for user_id, partition in batch:
+    for n, (user_id, partition) in enumerate(batch, 1):
         raw = tables.users.get(user_id)
         if raw is None:  # partition moved to another worker since it was marked
             continue
@@ -47,4 +48,6 @@ async def flush_profiles() -> None:
         await topics.user_profiles.send(key=user_id.encode(), value=value, partition=partition)
         metrics.inc("profiles_published", profile.segment)
         served.append((user_id, value))
+        if n % YIELD_EVERY == 0:
+            await asyncio.sleep(0)  # let waiting events in: a long flush must not hold the loop
     await serving.put_many("profile", served)

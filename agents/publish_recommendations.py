@@ -8,6 +8,7 @@ a reason per item, and writes the list to Redis for low-latency reads (``GET
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
@@ -20,7 +21,7 @@ from schemas.outputs import RecItem, Recommendations
 from streams import tables, topics
 from streams.app import app, settings
 from streams.metrics import metrics
-from streams.runtime import dirty_recs, index, ranker, serving
+from streams.runtime import YIELD_EVERY, dirty_recs, index, ranker, serving
 
 __all__ = ["MODEL_VERSIONS", "flush_recommendations", "with_repurchase_reason"]
 #: repurchase propensity from which a bought course's follow-up is worded "continue with …"
@@ -44,7 +45,7 @@ async def flush_recommendations() -> None:
     batch = list(dirty_recs.items())
     dirty_recs.clear()
     served: list[tuple[str, bytes]] = []
-    for user_id, trigger in batch:
+    for n, (user_id, trigger) in enumerate(batch, 1):
         raw = tables.users.get(user_id)
         if raw is None:
             continue
@@ -65,6 +66,8 @@ async def flush_recommendations() -> None:
         await topics.recommendations.send(key=user_id.encode(), value=value, partition=trigger.partition)
         metrics.inc("recommendations_published")
         served.append((user_id, value))
+        if n % YIELD_EVERY == 0:
+            await asyncio.sleep(0)  # let waiting events in: a long flush must not hold the loop
     await serving.put_many("rec", served)
     metrics.set("rec_flush_at", time.time())
     published = metrics.get("recommendations_published")

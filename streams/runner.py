@@ -27,6 +27,24 @@ def _use_uvloop() -> None:
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
 
+def _watch_stalls(app) -> None:  # noqa: ANN001 - faust.App
+    """GC pause and loop-lag figures on /stats; the objects made at start-up (modules, compiled
+    kernels, the app) are moved out of the collector's reach so full collections stay short."""
+    import gc
+
+    from streams.loopwatch import install_gc_metrics, watch_loop
+    from streams.metrics import metrics
+
+    install_gc_metrics(metrics)
+
+    @app.task
+    async def _loop_lag() -> None:
+        await watch_loop(metrics)
+
+    gc.collect()
+    gc.freeze()
+
+
 def run_worker() -> int:
     """Run a Faust worker; start the embedded broker/Redis first when none is configured."""
     settings = Settings.from_env()
@@ -46,6 +64,7 @@ def run_worker() -> int:
         from streams.app import app, load_agents
 
         load_agents()
+        _watch_stalls(app)
 
         worker = faust.Worker(app, loglevel=settings.log_level.upper(), quiet=True)
         try:

@@ -15,10 +15,13 @@ from streams.app import settings
 from streams.serving import RedisServing
 
 __all__ = [
-    "EveryN", "RecTrigger", "as_current_event", "dirty_profiles", "dirty_recs", "dirty_rows", "index", "new_retention", "ranker", "retention",
+    "YIELD_EVERY", "EveryN", "RecTrigger", "as_current_event", "dirty_profiles", "dirty_recs", "dirty_rows", "index", "new_retention", "ranker", "retention",
     "rules", "serving",
 ]
 
+#: timers that publish many users give the event loop back after this many (a flush of hundreds
+#: of profiles would otherwise hold every waiting event for its whole length)
+YIELD_EVERY = 32
 rules = SegmentRules()
 serving = RedisServing(settings.redis_url, prefix=settings.redis_prefix, ttl_s=settings.redis_ttl_s)
 #: user_id -> partition, for users whose profile changed since the last flush

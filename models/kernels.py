@@ -1,12 +1,14 @@
 """Numba-jitted similarity kernels, each behind a typed public function with a NumPy reference.
 
 - :func:`row_similarities` turns one course's decayed co-occurrence row into similarities
-  (cosine, Jaccard or lift) and keeps the top K: run where the course's row lives.
+  (cosine, Jaccard or lift) and keeps the top K: run where the course's row lives;
+  :func:`row_similarities_batch` does it for all rows that changed in a tick, in one call.
 - :func:`score_candidates` accumulates, over the user's recent courses, the similarities of their
   neighbours into a score per catalogue item, remembering which recent course contributed most
   (the "because you watched X" reason): run on every worker from the broadcast neighbour index.
 - :func:`pair_increments` is the co-occurrence update of one user event: how much each pair
-  (changed course, other recent course) gains when the user's engagement with a course rises.
+  (changed course, other recent course) gains when the user's engagement with a course rises;
+  :func:`pair_increments_batch` does it for every rise of a batch of events, in one call.
 
 The ``*_numpy`` functions are the plain-NumPy references the tests compare against and the
 benchmark measures the kernels with.

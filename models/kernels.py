@@ -43,18 +43,18 @@ MEASURES = {"cosine": 0, "jaccard": 1, "lift": 2}
 # similarity of one row
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
 def _similarity(c: float, p: float, self_pop: float, total: float, measure: int, min_co: float) -> float:
     """One similarity, or -1.0 when it is undefined (no co-occurrence, unknown popularity)."""
     if measure == 0:
-        denom = np.sqrt(self_pop * p)
+        d = np.sqrt(self_pop * p)
     elif measure == 1:
-        denom = self_pop + p - c
+        d = self_pop + p - c
     else:
-        denom = self_pop * p / total
-    if c < min_co or p <= 0.0 or self_pop <= 0.0 or not denom > 0.0:
-        return -1.0
-    return c / denom
+        d = self_pop * p / total
+    if c >= min_co and p > 0.0 and self_pop > 0.0 and d > 0.0:
+        return c / d
+    return -1.0
 
 
 @njit(cache=True, nogil=True)
@@ -86,62 +86,74 @@ def _sift_down(heap_v: np.ndarray, heap_i: np.ndarray, base: int, m: int, j: int
     heap_i[base + j] = p
 
 
-@njit(cache=True, nogil=True)
-def _top_k_of_row(co: np.ndarray, other_pop: np.ndarray, cols: np.ndarray | None, lo: int, hi: int,
-                  self_pop: float, total: float, measure: int, k: int, min_co: float,
-                  out_i: np.ndarray, out_v: np.ndarray, base: int) -> int:
-    """Top-``k`` of ``co[lo:hi]`` into ``out_i/out_v[base:base + count]`` as positions into ``co``,
-    best first; returns the count. The other course's popularity is ``other_pop[i]``, or
-    ``other_pop[cols[i]]`` with column indices (``cols is None`` is resolved at compile time).
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def _top_k_of_row(co: np.ndarray, other_pop: np.ndarray, lo: int, hi: int, self_pop: float, total: float,
+                  measure: int, k: int, min_co: float, out_i: np.ndarray, out_v: np.ndarray, base: int) -> int:
+    """Top-``k`` similarities of ``co[lo:hi]`` (other popularities ``other_pop[lo:hi]``) into
+    ``out_i/out_v[base:base + count]`` as positions into ``co``, best first; returns the count.
 
-    A bounded heap of the k best so far, worst at the root: O(n log k). Positions are scanned in
-    increasing order, so an entry equal to the root is worse (ties go to the lower position) and
-    is skipped with one comparison, as are most entries once the heap is full.
+    O(k² + n log k): the first k valid entries are kept sorted best first by insertion (rows are
+    mostly shorter than k, and then that is all). When a further entry beats the worst kept one,
+    the k entries are reversed once (worst first is a heap with the worst at the root) and from
+    then on an entry replaces the root only if strictly better, then sifts down; at the end the
+    heap is sorted best first. Positions are scanned in increasing order, so an entry equal to a
+    kept one is worse (ties go to the lower position) and is skipped with one comparison.
     """
+    if k <= 0:
+        return 0
     m = 0
+    heap = False
     for i in range(lo, hi):
-        p = other_pop[i] if cols is None else other_pop[cols[i]]
-        v = _similarity(co[i], p, self_pop, total, measure, min_co)
+        v = _similarity(co[i], other_pop[i], self_pop, total, measure, min_co)
         if not v > -1.0:
             continue
-        pos = i
         if m < k:
-            j = m  # sift up
-            m += 1
-            while j > 0:
-                parent = (j - 1) >> 1
-                pv = out_v[base + parent]
-                if v < pv or (v == pv and pos > out_i[base + parent]):
-                    out_v[base + j] = pv
-                    out_i[base + j] = out_i[base + parent]
-                    j = parent
-                else:
-                    break
+            j = m  # kept entries >= v stay before it: shift the smaller ones
+            while j > 0 and out_v[base + j - 1] < v:
+                out_v[base + j] = out_v[base + j - 1]
+                out_i[base + j] = out_i[base + j - 1]
+                j -= 1
             out_v[base + j] = v
-            out_i[base + j] = pos
-        elif v > out_v[base]:
-            out_v[base] = v
-            out_i[base] = pos
-            _sift_down(out_v, out_i, base, m, 0)
-    # heap sort in place: the worst goes to the back, so the best ends up first
-    for end in range(m - 1, 0, -1):
-        v = out_v[base]
-        p = out_i[base]
-        out_v[base] = out_v[base + end]
-        out_i[base] = out_i[base + end]
-        out_v[base + end] = v
-        out_i[base + end] = p
-        _sift_down(out_v, out_i, base, end, 0)
+            out_i[base + j] = i
+            m += 1
+            continue
+        root = base if heap else base + m - 1
+        if not v > out_v[root]:
+            continue
+        if not heap:
+            for t in range(m // 2):
+                tv = out_v[base + t]
+                ti = out_i[base + t]
+                out_v[base + t] = out_v[base + m - 1 - t]
+                out_i[base + t] = out_i[base + m - 1 - t]
+                out_v[base + m - 1 - t] = tv
+                out_i[base + m - 1 - t] = ti
+            heap = True
+        out_v[base] = v
+        out_i[base] = i
+        _sift_down(out_v, out_i, base, m, 0)
+    if heap:  # sort best first (insertion sort of k entries)
+        for t in range(1, m):
+            v = out_v[base + t]
+            p_i = out_i[base + t]
+            j = t
+            while j > 0 and (v > out_v[base + j - 1] or (v == out_v[base + j - 1] and p_i < out_i[base + j - 1])):
+                out_v[base + j] = out_v[base + j - 1]
+                out_i[base + j] = out_i[base + j - 1]
+                j -= 1
+            out_v[base + j] = v
+            out_i[base + j] = p_i
     return m
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _row_similarities(co: np.ndarray, other_pop: np.ndarray, self_pop: float, total: float,
                       measure: int, k: int, min_co: float) -> tuple[np.ndarray, np.ndarray]:
-    kk = max(min(k, co.shape[0]), 0)
+    n = co.shape[0]
+    kk = max(min(k, n), 0)
     idx = np.empty(kk, dtype=np.int64)
     out = np.empty(kk, dtype=np.float64)
-    m = _top_k_of_row(co, other_pop, None, 0, co.shape[0], self_pop, total, measure, kk, min_co, idx, out, 0)
+    m = _top_k_of_row(co, other_pop, 0, n, self_pop, total, measure, kk, min_co, idx, out, 0)
     return idx[:m], out[:m]
 
 
@@ -187,7 +199,7 @@ def row_similarities_numpy(co: np.ndarray, other_pop: np.ndarray, self_pop: floa
 # similarity of all changed rows at once (one call per tick)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _row_similarities_batch(indptr: np.ndarray, cols: np.ndarray, co: np.ndarray, self_pop: np.ndarray,
                             pop: np.ndarray, total: float, measure: int, k: int,
                             min_co: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -198,17 +210,20 @@ def _row_similarities_batch(indptr: np.ndarray, cols: np.ndarray, co: np.ndarray
     if self_pop.shape[0] != rows:
         msg = "self_pop needs one value per row"
         raise ValueError(msg)
-    n_pop = pop.shape[0]
-    for i in range(cols.shape[0]):
-        if cols[i] < 0 or cols[i] >= n_pop:
-            msg = "column index out of range of pop"
-            raise ValueError(msg)
     kk = max(k, 0)
     idx = np.full((rows, kk), -1, dtype=np.int64)
     sims = np.zeros((rows, kk), dtype=np.float64)
     counts = np.zeros(rows, dtype=np.int64)
     flat_i = idx.reshape(-1)
     flat_v = sims.reshape(-1)
+    scratch = np.empty(co.shape[0], dtype=np.float64)  # the other courses' popularities
+    n_pop = pop.shape[0]
+    for i in range(cols.shape[0]):
+        c = cols[i]
+        if c < 0 or c >= n_pop:
+            msg = "column index out of range of pop"
+            raise ValueError(msg)
+        scratch[i] = pop[c]
     for r in range(rows):
         lo = indptr[r]
         hi = indptr[r + 1]
@@ -216,11 +231,11 @@ def _row_similarities_batch(indptr: np.ndarray, cols: np.ndarray, co: np.ndarray
             msg = "indptr must not decrease"
             raise ValueError(msg)
         base = r * kk
-        m = _top_k_of_row(co, pop, cols, lo, hi, self_pop[r], total, measure, min(kk, hi - lo), min_co,
-                          flat_i, flat_v, base)
-        for t in range(m):
-            flat_i[base + t] = cols[flat_i[base + t]]
-        counts[r] = m
+        counts[r] = _top_k_of_row(co, scratch, lo, hi, self_pop[r], total, measure, min(kk, hi - lo), min_co,
+                                  flat_i, flat_v, base)
+    for t in range(flat_i.shape[0]):  # positions -> column indices
+        if flat_i[t] >= 0:
+            flat_i[t] = cols[flat_i[t]]
     return idx, sims, counts
 
 

@@ -14,7 +14,7 @@ import logging
 import orjson
 
 from models.profile import DAY_MS
-from models.recommend import RowUpdate, apply_update, inflation, new_row, row_neighbours
+from models.recommend import RowUpdate, apply_update, inflation, new_row, rows_neighbours
 from streams import tables, topics
 from streams.app import app, settings
 from streams.metrics import metrics
@@ -64,7 +64,7 @@ def parse_updates(data: dict) -> list[RowUpdate]:
 
 @app.timer(settings.neighbours_refresh_s)
 async def publish_neighbours() -> None:
-    """Recompute and publish the neighbours of every changed row.
+    """Recompute and publish the neighbours of every changed row (one kernel call per tick).
 
     Other courses' popularity comes from this worker's own rows when it owns them, else from the
     broadcast index. A row that met a course whose popularity is not known yet (its owner has
@@ -77,24 +77,25 @@ async def publish_neighbours() -> None:
     now = _latest_ts["ts"]
     scale = inflation(now, _HL_MS)
     total = float(index.popularity(now).sum()) or 1.0
-    missing: list[str] = []
 
     def pop_of(course_id: str) -> float:
         own = tables.cooc.get(course_id)
-        pop = own["pop"] / scale if own is not None else index.popularity_of(course_id, now)
-        if pop <= 0.0:
-            missing.append(course_id)
-        return pop
+        return own["pop"] / scale if own is not None else index.popularity_of(course_id, now)
 
+    owned = []  # (course_id, partition, entry) of the rows still here (a partition may have moved)
     for course_id, partition in batch:
         entry = tables.cooc.get(course_id)
-        if entry is None:  # the partition moved to another worker
-            continue
-        missing.clear()
-        neighbours = row_neighbours(entry, pop_of, now, _HL_MS, k=settings.neighbours_k,
-                                    measure=settings.similarity, total=total)
+        if entry is not None:
+            owned.append((course_id, partition, entry))
+    if not owned:
+        return
+    # every changed row in one kernel call (CSR over the rows; each other course's popularity once)
+    lists, unknown = rows_neighbours([entry for _, _, entry in owned], pop_of, now, _HL_MS,
+                                     k=settings.neighbours_k, measure=settings.similarity, total=total)
+    pops = [entry["pop"] / scale for _, _, entry in owned]
+    for (course_id, partition, _), neighbours, missing, pop in zip(owned, lists, unknown.tolist(), pops, strict=True):
         if missing:
             dirty_rows.setdefault(course_id, partition)
-        value = {"course_id": course_id, "pop": entry["pop"] / scale, "ts": now, "neighbours": neighbours}
+        value = {"course_id": course_id, "pop": pop, "ts": now, "neighbours": neighbours}
         await topics.course_neighbours.send(key=course_id.encode(), value=orjson.dumps(value), partition=partition)
         metrics.inc("neighbour_lists_published")

@@ -16,7 +16,7 @@ import orjson
 
 from agents import attribute_referrals, score_churn, score_referrals
 from models.profile import DAY_MS, PartitionStats, UserState
-from models.recommend import RowUpdate, cooc_updates, engagement_level
+from models.recommend import CoocRises, RowUpdate, engagement_level
 from schemas.codec import INPUT_TYPES, RejectedRecord, dead_letter, decode_event, encode
 from schemas.events import Purchase
 from streams import tables, topics
@@ -136,13 +136,13 @@ async def process_batch(batch) -> None:  # noqa: ANN001, C901 - faust events; on
             continue
         by_user.setdefault(ev.user_id, []).append((event, ev, logical))
 
-    gains: dict[str, _Gains] = {}
+    rises = CoocRises(completion=rules.completion)
     links: list[Any] = []
     moved: dict[int, Any] = {}  # partition -> an event of it, when its stats must be written
     counted: dict[int, list[Any]] = {}  # partition -> [an event of it, events applied]
     for user_id, items in by_user.items():
         try:
-            last = _fold_user(user_id, items, gains, links, moved, counted)
+            last = _fold_user(user_id, items, rises, links, moved, counted)
         except Exception as exc:  # noqa: BLE001 - a bug on one user's events must not lose the batch
             log.exception("internal error on %d events of user %r; sent to the DLQ", len(items), user_id)
             for event, _, _ in items:
@@ -155,10 +155,13 @@ async def process_batch(batch) -> None:  # noqa: ANN001, C901 - faust events; on
         tables.users[user_id] = state.to_dict()
         dirty_profiles[user_id] = partition
         dirty_recs[user_id] = RecTrigger(partition, ev.event_id, ev.ts)
+    gains: dict[str, _Gains] = {}
+    for update in rises.updates():  # the co-occurrence gains of the whole batch in one kernel call
+        gains.setdefault(update.course_id, _Gains()).add(update)
     await _flush_batch(gains, links, moved, counted, by_user)
 
 
-def _fold_user(user_id: str, items: list[tuple[Any, Any, str]], gains: dict[str, _Gains], links: list[Any],
+def _fold_user(user_id: str, items: list[tuple[Any, Any, str]], rises: CoocRises, links: list[Any],
                moved: dict[int, Any], counted: dict[int, list[Any]]) -> tuple[Any, Any, int, UserState] | None:
     """Apply one user's events of the batch to their state (no await: nothing interleaves)."""
     raw = tables.users.get(user_id)
@@ -179,8 +182,7 @@ def _fold_user(user_id: str, items: list[tuple[Any, Any, str]], gains: dict[str,
             metrics.inc("rec_attributed", logical)
         if course_id is not None and logical != "shares":
             new_level = engagement_level(state.courses.get(course_id), rules.completion)
-            for update in cooc_updates(state, course_id, old_level, new_level, ev.ts, completion=rules.completion):
-                gains.setdefault(update.course_id, _Gains()).add(update)
+            rises.add(state, course_id, old_level, new_level, ev.ts)
         state.partition = partition
         # referrals (issue 6): stats, model, candidate check; no await since the state was read
         score_referrals.on_user_event(ev, state, partition)

@@ -1,12 +1,14 @@
 """Numba-jitted similarity kernels, each behind a typed public function with a NumPy reference.
 
 - :func:`row_similarities` turns one course's decayed co-occurrence row into similarities
-  (cosine, Jaccard or lift) and keeps the top K: run where the course's row lives.
+  (cosine, Jaccard or lift) and keeps the top K: run where the course's row lives;
+  :func:`row_similarities_batch` does it for all rows that changed in a tick, in one call.
 - :func:`score_candidates` accumulates, over the user's recent courses, the similarities of their
   neighbours into a score per catalogue item, remembering which recent course contributed most
   (the "because you watched X" reason): run on every worker from the broadcast neighbour index.
 - :func:`pair_increments` is the co-occurrence update of one user event: how much each pair
-  (changed course, other recent course) gains when the user's engagement with a course rises.
+  (changed course, other recent course) gains when the user's engagement with a course rises;
+  :func:`pair_increments_batch` does it for every rise of a batch of events, in one call.
 
 The ``*_numpy`` functions are the plain-NumPy references the tests compare against and the
 benchmark measures the kernels with.
@@ -20,8 +22,12 @@ from numba import njit
 __all__ = [
     "MEASURES",
     "pair_increments",
+    "pair_increments_batch",
+    "pair_increments_batch_numpy",
     "pair_increments_numpy",
     "row_similarities",
+    "row_similarities_batch",
+    "row_similarities_batch_numpy",
     "row_similarities_numpy",
     "score_candidates",
     "score_candidates_numpy",
@@ -37,43 +43,117 @@ MEASURES = {"cosine": 0, "jaccard": 1, "lift": 2}
 # similarity of one row
 
 
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def _similarity(c: float, p: float, self_pop: float, total: float, measure: int, min_co: float) -> float:
+    """One similarity, or -1.0 when it is undefined (no co-occurrence, unknown popularity)."""
+    if measure == 0:
+        d = np.sqrt(self_pop * p)
+    elif measure == 1:
+        d = self_pop + p - c
+    else:
+        d = self_pop * p / total
+    if c >= min_co and p > 0.0 and self_pop > 0.0 and d > 0.0:
+        return c / d
+    return -1.0
+
+
 @njit(cache=True, nogil=True)
+def _sift_down(heap_v: np.ndarray, heap_i: np.ndarray, base: int, m: int, j: int) -> None:
+    """Restore the heap ``[base, base + m)`` below slot ``j``: the worst entry (smallest value,
+    then largest position) at the root."""
+    v = heap_v[base + j]
+    p = heap_i[base + j]
+    while True:
+        c = 2 * j + 1
+        if c >= m:
+            break
+        cv = heap_v[base + c]
+        cp = heap_i[base + c]
+        if c + 1 < m:
+            rv = heap_v[base + c + 1]
+            rp = heap_i[base + c + 1]
+            if rv < cv or (rv == cv and rp > cp):
+                c += 1
+                cv = rv
+                cp = rp
+        if cv < v or (cv == v and cp > p):
+            heap_v[base + j] = cv
+            heap_i[base + j] = cp
+            j = c
+        else:
+            break
+    heap_v[base + j] = v
+    heap_i[base + j] = p
+
+
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def _top_k_of_row(co: np.ndarray, other_pop: np.ndarray, lo: int, hi: int, self_pop: float, total: float,
+                  measure: int, k: int, min_co: float, out_i: np.ndarray, out_v: np.ndarray, base: int) -> int:
+    """Top-``k`` similarities of ``co[lo:hi]`` (other popularities ``other_pop[lo:hi]``) into
+    ``out_i/out_v[base:base + count]`` as positions into ``co``, best first; returns the count.
+
+    O(k² + n log k): the first k valid entries are kept sorted best first by insertion (rows are
+    mostly shorter than k, and then that is all). When a further entry beats the worst kept one,
+    the k entries are reversed once (worst first is a heap with the worst at the root) and from
+    then on an entry replaces the root only if strictly better, then sifts down; at the end the
+    heap is sorted best first. Positions are scanned in increasing order, so an entry equal to a
+    kept one is worse (ties go to the lower position) and is skipped with one comparison.
+    """
+    if k <= 0:
+        return 0
+    m = 0
+    heap = False
+    for i in range(lo, hi):
+        v = _similarity(co[i], other_pop[i], self_pop, total, measure, min_co)
+        if not v > -1.0:
+            continue
+        if m < k:
+            j = m  # kept entries >= v stay before it: shift the smaller ones
+            while j > 0 and out_v[base + j - 1] < v:
+                out_v[base + j] = out_v[base + j - 1]
+                out_i[base + j] = out_i[base + j - 1]
+                j -= 1
+            out_v[base + j] = v
+            out_i[base + j] = i
+            m += 1
+            continue
+        root = base if heap else base + m - 1
+        if not v > out_v[root]:
+            continue
+        if not heap:
+            for t in range(m // 2):
+                tv = out_v[base + t]
+                ti = out_i[base + t]
+                out_v[base + t] = out_v[base + m - 1 - t]
+                out_i[base + t] = out_i[base + m - 1 - t]
+                out_v[base + m - 1 - t] = tv
+                out_i[base + m - 1 - t] = ti
+            heap = True
+        out_v[base] = v
+        out_i[base] = i
+        _sift_down(out_v, out_i, base, m, 0)
+    if heap:  # sort best first (insertion sort of k entries)
+        for t in range(1, m):
+            v = out_v[base + t]
+            p_i = out_i[base + t]
+            j = t
+            while j > 0 and (v > out_v[base + j - 1] or (v == out_v[base + j - 1] and p_i < out_i[base + j - 1])):
+                out_v[base + j] = out_v[base + j - 1]
+                out_i[base + j] = out_i[base + j - 1]
+                j -= 1
+            out_v[base + j] = v
+            out_i[base + j] = p_i
+    return m
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
 def _row_similarities(co: np.ndarray, other_pop: np.ndarray, self_pop: float, total: float,
                       measure: int, k: int, min_co: float) -> tuple[np.ndarray, np.ndarray]:
     n = co.shape[0]
-    sims = np.empty(n, dtype=np.float64)
-    for i in range(n):
-        c = co[i]
-        p = other_pop[i]
-        if measure == 0:
-            denom = np.sqrt(self_pop * p)
-        elif measure == 1:
-            denom = self_pop + p - c
-        else:
-            denom = self_pop * p / total
-        if c < min_co or p <= 0.0 or self_pop <= 0.0 or not denom > 0.0:
-            sims[i] = -1.0
-        else:
-            sims[i] = c / denom
-    # partial selection sort of the k best (k is small): O(n k), no allocation per element
-    kk = min(k, n)
+    kk = max(min(k, n), 0)
     idx = np.empty(kk, dtype=np.int64)
     out = np.empty(kk, dtype=np.float64)
-    m = 0
-    for _ in range(kk):
-        best = -1
-        best_v = -1.0
-        for i in range(n):
-            v = sims[i]
-            if v > best_v:
-                best_v = v
-                best = i
-        if best < 0:
-            break
-        idx[m] = best
-        out[m] = best_v
-        sims[best] = -1.0
-        m += 1
+    m = _top_k_of_row(co, other_pop, 0, n, self_pop, total, measure, kk, min_co, idx, out, 0)
     return idx[:m], out[:m]
 
 
@@ -113,6 +193,108 @@ def row_similarities_numpy(co: np.ndarray, other_pop: np.ndarray, self_pop: floa
     order = np.lexsort((np.arange(len(sims)), -sims))[:k]
     order = order[sims[order] > -1.0]
     return order.astype(np.int64), sims[order]
+
+
+# ---------------------------------------------------------------------------------------------
+# similarity of all changed rows at once (one call per tick)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _row_similarities_batch(indptr: np.ndarray, cols: np.ndarray, co: np.ndarray, self_pop: np.ndarray,
+                            pop: np.ndarray, total: float, measure: int, k: int,
+                            min_co: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rows = indptr.shape[0] - 1
+    if rows < 0 or indptr[0] != 0 or indptr[rows] != co.shape[0] or cols.shape[0] != co.shape[0]:
+        msg = "indptr must run from 0 to len(co) == len(cols)"
+        raise ValueError(msg)
+    if self_pop.shape[0] != rows:
+        msg = "self_pop needs one value per row"
+        raise ValueError(msg)
+    kk = max(k, 0)
+    idx = np.full((rows, kk), -1, dtype=np.int64)
+    sims = np.zeros((rows, kk), dtype=np.float64)
+    counts = np.zeros(rows, dtype=np.int64)
+    flat_i = idx.reshape(-1)
+    flat_v = sims.reshape(-1)
+    scratch = np.empty(co.shape[0], dtype=np.float64)  # the other courses' popularities
+    n_pop = pop.shape[0]
+    for i in range(cols.shape[0]):
+        c = cols[i]
+        if c < 0 or c >= n_pop:
+            msg = "column index out of range of pop"
+            raise ValueError(msg)
+        scratch[i] = pop[c]
+    for r in range(rows):
+        lo = indptr[r]
+        hi = indptr[r + 1]
+        if hi < lo:
+            msg = "indptr must not decrease"
+            raise ValueError(msg)
+        base = r * kk
+        counts[r] = _top_k_of_row(co, scratch, lo, hi, self_pop[r], total, measure, min(kk, hi - lo), min_co,
+                                  flat_i, flat_v, base)
+    for t in range(flat_i.shape[0]):  # positions -> column indices
+        if flat_i[t] >= 0:
+            flat_i[t] = cols[flat_i[t]]
+    return idx, sims, counts
+
+
+def row_similarities_batch(indptr: np.ndarray, cols: np.ndarray, co: np.ndarray, self_pop: np.ndarray,
+                           pop: np.ndarray, *, total: float = 1.0, measure: str = "cosine", k: int = 20,
+                           min_co: float = 0.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Top-``k`` neighbours of many rows at once, from their co-occurrence rows in CSR form.
+
+    Row ``r`` holds ``co[indptr[r]:indptr[r + 1]]`` with the courses ``cols[...]`` (indices into
+    ``pop``, every course's popularity); ``self_pop[r]`` is the row's own popularity. Returns
+    ``(neighbours, similarities, counts)``: ``neighbours[r, :counts[r]]`` are column indices, best
+    first with ties by position in the row (as :func:`row_similarities`), padded with ``-1`` (and
+    similarity 0). An empty row gives count 0.
+    """
+    if measure not in MEASURES:
+        msg = f"measure must be one of {sorted(MEASURES)}, got {measure!r}"
+        raise ValueError(msg)
+    return _row_similarities_batch(
+        np.ascontiguousarray(indptr, dtype=np.int64), np.ascontiguousarray(cols, dtype=np.int64),
+        np.ascontiguousarray(co, dtype=np.float64), np.ascontiguousarray(self_pop, dtype=np.float64),
+        np.ascontiguousarray(pop, dtype=np.float64), float(total), MEASURES[measure], int(k), float(min_co))
+
+
+def row_similarities_batch_numpy(indptr: np.ndarray, cols: np.ndarray, co: np.ndarray, self_pop: np.ndarray,
+                                 pop: np.ndarray, *, total: float = 1.0, measure: str = "cosine", k: int = 20,
+                                 min_co: float = 0.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Reference implementation of :func:`row_similarities_batch`, vectorised the NumPy way.
+
+    Every similarity at once, one segmented ordering (``np.lexsort`` on row, -similarity,
+    position), the first ``k`` of each row scattered into the output: no loop over rows.
+    """
+    indptr = np.asarray(indptr, dtype=np.int64)
+    cols = np.asarray(cols, dtype=np.int64)
+    co = np.asarray(co, dtype=np.float64)
+    rows = indptr.size - 1
+    k = max(int(k), 0)
+    row_of = np.repeat(np.arange(rows), np.diff(indptr))
+    sp = np.asarray(self_pop, dtype=np.float64)[row_of]
+    p = np.asarray(pop, dtype=np.float64)[cols]
+    if measure == "cosine":
+        denom = np.sqrt(sp * p)
+    elif measure == "jaccard":
+        denom = sp + p - co
+    else:
+        denom = sp * p / total
+    valid = (co >= min_co) & (p > 0) & (sp > 0) & (denom > 0)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        sims = np.where(valid, co / np.where(valid, denom, 1.0), -1.0)
+    position = np.arange(co.size)
+    order = np.lexsort((position, -sims, row_of))
+    rank = position - indptr[row_of]  # rows stay contiguous, so row_of[order] == row_of
+    keep = (rank < k) & (sims[order] > -1.0)
+    chosen = order[keep]
+    r, rk = row_of[keep], rank[keep]
+    idx = np.full((rows, k), -1, dtype=np.int64)
+    out = np.zeros((rows, k), dtype=np.float64)
+    idx[r, rk] = cols[chosen]
+    out[r, rk] = sims[chosen]
+    return idx, out, np.bincount(r, minlength=rows).astype(np.int64)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -207,6 +389,52 @@ def pair_increments_numpy(old_w: float, new_w: float, other_w: np.ndarray) -> np
     return np.minimum(new_w, other_w) - np.minimum(old_w, other_w)
 
 
+@njit(cache=True, nogil=True)
+def _pair_increments_batch(old_w: np.ndarray, new_w: np.ndarray, offsets: np.ndarray,
+                           other_w: np.ndarray) -> np.ndarray:
+    rises = old_w.shape[0]
+    if new_w.shape[0] != rises or offsets.shape[0] != rises + 1 or offsets[0] != 0 or offsets[rises] != other_w.shape[0]:
+        msg = "offsets must run from 0 to len(other_w), one segment per rise"
+        raise ValueError(msg)
+    out = np.empty(other_w.shape[0], dtype=np.float64)
+    for r in range(rises):
+        a = old_w[r]
+        b = new_w[r]
+        if b < a:
+            msg = "engagement only rises"
+            raise ValueError(msg)
+        lo = offsets[r]
+        hi = offsets[r + 1]
+        if hi < lo:
+            msg = "offsets must not decrease"
+            raise ValueError(msg)
+        for i in range(lo, hi):
+            o = other_w[i]
+            out[i] = min(b, o) - min(a, o)
+    return out
+
+
+def pair_increments_batch(old_w: np.ndarray, new_w: np.ndarray, offsets: np.ndarray, other_w: np.ndarray) -> np.ndarray:
+    """:func:`pair_increments` of many rises at once (one call per batch of events).
+
+    Rise ``r`` goes from ``old_w[r]`` to ``new_w[r]`` against ``other_w[offsets[r]:offsets[r + 1]]``;
+    returns the gains in the layout of ``other_w``.
+    """
+    return _pair_increments_batch(np.ascontiguousarray(old_w, dtype=np.float64),
+                                  np.ascontiguousarray(new_w, dtype=np.float64),
+                                  np.ascontiguousarray(offsets, dtype=np.int64),
+                                  np.ascontiguousarray(other_w, dtype=np.float64))
+
+
+def pair_increments_batch_numpy(old_w: np.ndarray, new_w: np.ndarray, offsets: np.ndarray,
+                                other_w: np.ndarray) -> np.ndarray:
+    """Reference implementation of :func:`pair_increments_batch` in plain NumPy (no loop over rises)."""
+    counts = np.diff(np.asarray(offsets, dtype=np.int64))
+    other_w = np.asarray(other_w, dtype=np.float64)
+    return (np.minimum(np.repeat(np.asarray(new_w, dtype=np.float64), counts), other_w)
+            - np.minimum(np.repeat(np.asarray(old_w, dtype=np.float64), counts), other_w))
+
+
 def top_k(scores: np.ndarray, k: int) -> np.ndarray:
     """Indices of the ``k`` largest scores, best first (ties by index)."""
     if k <= 0 or scores.size == 0:
@@ -221,3 +449,5 @@ def warm_up() -> None:
     row_similarities(np.ones(3), np.ones(3), 1.0, k=2)
     score_candidates(np.zeros(1, dtype=np.int64), np.ones(1), np.full((1, 2), -1, dtype=np.int64), np.zeros((1, 2)), 1)
     pair_increments(0.0, 1.0, np.ones(2))
+    row_similarities_batch(np.array([0, 2, 2]), np.array([0, 1]), np.ones(2), np.ones(2), np.ones(2), k=2)
+    pair_increments_batch(np.zeros(1), np.ones(1), np.array([0, 2]), np.ones(2))

@@ -19,17 +19,25 @@ from __future__ import annotations
 
 import dataclasses
 import random
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from models.kernels import MEASURES, pair_increments, row_similarities, score_candidates, top_k
+from models.kernels import (
+    MEASURES,
+    pair_increments_batch,
+    row_similarities,
+    row_similarities_batch,
+    score_candidates,
+    top_k,
+)
 from models.profile import DAY_MS, UserState
 
 __all__ = [
     "LEVEL_WEIGHTS",
+    "CoocRises",
     "CooccurrenceRows",
     "NeighbourIndex",
     "OnlineRecommender",
@@ -41,6 +49,8 @@ __all__ = [
     "inflation",
     "new_row",
     "row_neighbours",
+    "rows_csr",
+    "rows_neighbours",
 ]
 
 #: engagement level -> weight: 0 none, 1 viewed, 2 completed, 3 bought
@@ -82,25 +92,69 @@ def cooc_updates(state: UserState, course_id: str, old_level: int, new_level: in
     The pair weight of two courses in one user's history is the smaller of the two engagement
     weights; the gains here sum, over any order of events, to exactly that (see the kernel test).
     Only the user's ``max_history`` most recent other courses within ``window_ms`` take part.
+    One rise of :class:`CoocRises`; a batch of events collects its rises there instead.
     """
-    if new_level <= old_level:
-        return []
-    old_w, new_w = LEVEL_WEIGHTS[old_level], LEVEL_WEIGHTS[new_level]
-    others = [
-        (c, e) for c, e in state.courses.items()
-        if c != course_id and ts - e[0] <= window_ms
-    ]
-    if len(others) > max_history:
-        others.sort(key=lambda ce: ce[1][0], reverse=True)
-        others = others[:max_history]
-    updates = [RowUpdate(course_id, ts, new_w - old_w, ())]
-    if others:
-        other_w = np.array([LEVEL_WEIGHTS[engagement_level(e, completion)] for _, e in others])
-        gains = pair_increments(old_w, new_w, other_w)
-        pairs = tuple((c, float(g)) for (c, _), g in zip(others, gains, strict=True) if g > 0)
-        updates[0] = RowUpdate(course_id, ts, new_w - old_w, pairs)
-        updates.extend(RowUpdate(c, ts, 0.0, ((course_id, g),)) for c, g in pairs)
-    return updates
+    rises = CoocRises(max_history, window_ms, completion)
+    rises.add(state, course_id, old_level, new_level, ts)
+    return rises.updates()
+
+
+class CoocRises:
+    """The engagement rises of a batch of events, turned into row updates with one kernel call.
+
+    :meth:`add` takes a snapshot of the user's other courses at the rise (call it right after the
+    event was applied to the state); :meth:`updates` returns, in the order of the rises, exactly
+    what :func:`cooc_updates` returns for each.
+    """
+
+    def __init__(self, max_history: int = 20, window_ms: int = 90 * DAY_MS, completion: float = 0.9) -> None:
+        self.max_history = max_history
+        self.window_ms = window_ms
+        self.completion = completion
+        self._rises: list[tuple[str, int, float, list[str]]] = []
+        self._old_w: list[float] = []
+        self._new_w: list[float] = []
+        self._offsets: list[int] = [0]
+        self._other_w: list[float] = []
+
+    def __len__(self) -> int:
+        return len(self._rises)
+
+    def add(self, state: UserState, course_id: str, old_level: int, new_level: int, ts: int) -> None:
+        """A rise of the user's engagement with ``course_id`` (no-op unless ``new_level > old_level``)."""
+        if new_level <= old_level:
+            return
+        others = [
+            (c, e) for c, e in state.courses.items()
+            if c != course_id and ts - e[0] <= self.window_ms
+        ]
+        if len(others) > self.max_history:
+            others.sort(key=lambda ce: ce[1][0], reverse=True)
+            others = others[: self.max_history]
+        old_w, new_w = LEVEL_WEIGHTS[old_level], LEVEL_WEIGHTS[new_level]
+        self._rises.append((course_id, ts, new_w - old_w, [c for c, _ in others]))
+        self._old_w.append(old_w)
+        self._new_w.append(new_w)
+        self._other_w.extend([LEVEL_WEIGHTS[engagement_level(e, self.completion)] for _, e in others])
+        self._offsets.append(len(self._other_w))
+
+    def kernel_inputs(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """``(old_w, new_w, offsets, other_w)`` of :func:`models.kernels.pair_increments_batch`."""
+        return (np.array(self._old_w, dtype=np.float64), np.array(self._new_w, dtype=np.float64),
+                np.array(self._offsets, dtype=np.int64), np.array(self._other_w, dtype=np.float64))
+
+    def updates(self) -> list[RowUpdate]:
+        """Row updates of every rise so far: one per rise, and one per other course that gained."""
+        if not self._rises:
+            return []
+        gains = pair_increments_batch(*self.kernel_inputs()).tolist()
+        out: list[RowUpdate] = []
+        offsets = self._offsets
+        for r, (course_id, ts, pop_delta, names) in enumerate(self._rises):
+            pairs = tuple((c, g) for c, g in zip(names, gains[offsets[r]:offsets[r + 1]], strict=True) if g > 0)
+            out.append(RowUpdate(course_id, ts, pop_delta, pairs))
+            out.extend(RowUpdate(c, ts, 0.0, ((course_id, g),)) for c, g in pairs)
+        return out
 
 
 #: reference time of inflated weights (2020-01-01): fixed, so rows written by any worker agree
@@ -137,6 +191,53 @@ def apply_update(entry: dict[str, Any], update: RowUpdate, half_life_ms: float) 
     if update.ts > entry["ts"]:
         entry["ts"] = update.ts
     return entry
+
+
+def rows_csr(entries: Sequence[dict[str, Any]], pop_of: Callable[[str], float], at_ts: int,
+             half_life_ms: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[str]]:
+    """Stored rows in the CSR form of :func:`models.kernels.row_similarities_batch`, decayed to ``at_ts``.
+
+    Returns ``(indptr, cols, co, self_pop, pop, names)``: ``names[j]`` is column j's course and
+    ``pop[j]`` its popularity; ``pop_of`` is called once per distinct course.
+    """
+    d = 1.0 / inflation(at_ts, half_life_ms)
+    col_of: dict[str, int] = {}
+    setdefault = col_of.setdefault
+    cols: list[int] = []
+    co: list[float] = []
+    indptr = np.zeros(len(entries) + 1, dtype=np.int64)
+    for r, entry in enumerate(entries):
+        row = entry["row"]
+        cols.extend([setdefault(o, len(col_of)) for o in row])
+        co.extend(row.values())
+        indptr[r + 1] = len(cols)
+    names = list(col_of)
+    pop = np.fromiter((pop_of(o) for o in names), dtype=np.float64, count=len(names))
+    self_pop = np.fromiter((e["pop"] for e in entries), dtype=np.float64, count=len(entries)) * d
+    return (indptr, np.array(cols, dtype=np.int64), np.array(co, dtype=np.float64) * d, self_pop, pop, names)
+
+
+def rows_neighbours(entries: Sequence[dict[str, Any]], pop_of: Callable[[str], float], at_ts: int,
+                    half_life_ms: float, *, k: int = 20, measure: str = "cosine",
+                    total: float = 1.0) -> tuple[list[list[tuple[str, float]]], np.ndarray]:
+    """Top-``k`` neighbours of many stored rows with one kernel call (a tick's changed rows).
+
+    Returns the neighbour lists, as :func:`row_neighbours` gives them one at a time, and per row
+    whether some co-occurring course has no popularity yet (``pop_of`` gave <= 0).
+    """
+    if not entries:
+        return [], np.zeros(0, dtype=bool)
+    indptr, cols, co, self_pop, pop, names = rows_csr(entries, pop_of, at_ts, half_life_ms)
+    idx, sims, counts = row_similarities_batch(indptr, cols, co, self_pop, pop, total=total, measure=measure, k=k)
+    unknown = np.zeros(len(entries), dtype=bool)
+    bad = pop[cols] <= 0.0
+    if bad.any():
+        unknown[np.repeat(np.arange(len(entries)), np.diff(indptr))[bad]] = True
+    lists = [
+        [(names[j], round(v, 6)) for j, v in zip(idx_r[:m], sims_r[:m], strict=True)]
+        for idx_r, sims_r, m in zip(idx.tolist(), sims.tolist(), counts.tolist(), strict=True)
+    ]
+    return lists, unknown
 
 
 def row_neighbours(entry: dict[str, Any], pop_of: Callable[[str], float], at_ts: int, half_life_ms: float, *,
@@ -195,6 +296,14 @@ class CooccurrenceRows:
         if entry is None:
             return []
         return row_neighbours(entry, pop_of, at_ts, self._hl_ms, k=k, measure=measure, total=total)
+
+    def neighbours_of_many(self, course_ids: Sequence[str], pop_of: Callable[[str], float], at_ts: int, *,
+                           k: int = 20, measure: str = "cosine",
+                           total: float = 1.0) -> list[list[tuple[str, float]]]:
+        """:meth:`neighbours` of several courses with one kernel call (``pop_of`` once per course)."""
+        empty: dict[str, Any] = new_row()
+        entries = [self.entries.get(c, empty) for c in course_ids]
+        return rows_neighbours(entries, pop_of, at_ts, self._hl_ms, k=k, measure=measure, total=total)[0]
 
     def take_dirty(self) -> list[str]:
         out = sorted(self.dirty)
@@ -473,8 +582,8 @@ class OnlineRecommender:
             return 0
         total = self.rows.total_popularity(now) or 1.0
         pop_of = lambda c: self.rows.popularity(c, now)  # noqa: E731
-        for c in dirty:
-            neighbours = self.rows.neighbours(c, pop_of, now, k=self.k, measure=self.measure, total=total)
+        lists = self.rows.neighbours_of_many(dirty, pop_of, now, k=self.k, measure=self.measure, total=total)
+        for c, neighbours in zip(dirty, lists, strict=True):
             self.index.update(c, self.rows.popularity(c, now), now, neighbours)
         return len(dirty)
 

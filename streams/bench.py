@@ -86,6 +86,14 @@ TOP_K = 20
 RECENT_ITEMS = 20
 #: the one size each kernel is also timed at in pure Python
 PURE_PYTHON_SIZES = {"row_similarities": 100, "score_candidates": 500, "pair_increments": 20}
+#: batch kernels: events per 1 s neighbour tick at ~25 % load and at full single-worker throughput
+#: (docs/benchmark.md: (c) ~1,600 ev/s, (e) at 25-75 % of it); ingest batches of a 20 ms window at
+#: 25 % load (~8 events) and full ones (``Settings.ingest_batch``); simulator events to measure on
+TICK_EVENTS = (400, 1600)
+SMALL_INGEST_BATCH = 8
+BATCH_SIM_EVENTS = {False: 30_000, True: 6_000}
+#: a larger catalogue than the simulator's 120 courses: a tick's changed rows of 20-500 entries
+SYNTHETIC_TICK = {"rows": 200, "catalogue": 2000, "min_len": 20, "max_len": 500}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -218,13 +226,88 @@ def _py_pair_increments(old_w: float, new_w: float, other_w: list[float]) -> lis
     return [min(new_w, o) - min(old_w, o) for o in other_w]
 
 
+def _pipeline_batches(n_events: int, seed: int, tick_events: tuple[int, ...], ingest_batch: int,
+                      small_batch: int) -> dict[str, Any]:
+    """The batches the pipeline hands its batch kernels under simulator traffic, measured.
+
+    Simulator events are folded into user states as the ingest agent does (``CoocRises`` per
+    batch of ``ingest_batch`` events, and of ``small_batch`` events: a 20 ms batch at 25 % load),
+    their row updates applied to co-occurrence rows (30-day half-life, as the worker), and every
+    ``tick_events[i]`` events the rows changed since the last tick are put in CSR form as
+    ``publish_neighbours`` does. Returns per tick rate and batch size the size distribution and
+    the kernel inputs of the median batch of the second half of the run (rows have grown by then).
+    """
+    import numpy as np
+
+    from models.profile import UserState
+    from models.recommend import CooccurrenceRows, CoocRises, engagement_level, rows_csr
+
+    _, events = _simulate(n_events, seed)
+    rows = CooccurrenceRows(30.0)
+    states: dict[str, UserState] = {}
+    dirty: dict[int, set[str]] = {t: set() for t in tick_events}
+    ticks: dict[int, list[tuple[int, int, Any]]] = {t: [] for t in tick_events}  # (rows, nnz, csr)
+    batches: dict[int, list[tuple[int, int, Any]]] = {ingest_batch: [], small_batch: []}  # (rises, pairs, inputs)
+    pending: dict[int, CoocRises] = {b: CoocRises() for b in batches}
+    for n, ev in enumerate(events, 1):
+        course_id = getattr(ev, "course_id", None)
+        state = states.setdefault(ev.user_id, UserState(ev.user_id))
+        old = engagement_level(state.courses.get(course_id)) if course_id else 0
+        if not state.apply(ev) or course_id is None or type(ev).__name__ == "Share":
+            new = old
+        else:
+            new = engagement_level(state.courses.get(course_id))
+        for b, rises in pending.items():
+            rises.add(state, course_id, old, new, ev.ts)
+            if n % b == 0:
+                inputs = rises.kernel_inputs()
+                batches[b].append((len(rises), int(inputs[3].size), inputs))
+                if b == ingest_batch:
+                    for update in rises.updates():
+                        rows.apply(update)
+                        for d in dirty.values():
+                            d.add(update.course_id)
+                pending[b] = CoocRises()
+        for t, d in dirty.items():
+            if n % t == 0 and d:
+                now = ev.ts
+                entries = [rows.entries[c] for c in sorted(d)]
+                csr = rows_csr(entries, lambda c, now=now: rows.popularity(c, now), now, rows._hl_ms)
+                total = rows.total_popularity(now) or 1.0
+                ticks[t].append((len(entries), int(csr[1].size), (*csr[:5], total)))
+                d.clear()
+
+    def median_of_late(samples: list[tuple[int, int, Any]]) -> tuple[int, int, Any]:
+        late = samples[len(samples) // 2:] or samples
+        return sorted(late, key=lambda s: s[1])[len(late) // 2]
+
+    def summary(samples: list[tuple[int, int, Any]], a: str, b: str) -> dict[str, Any]:
+        xs = np.array([s[0] for s in samples], dtype=float)
+        ys = np.array([s[1] for s in samples], dtype=float)
+        return {"count": len(samples), f"{a}_median": float(np.median(xs)), f"{a}_max": float(xs.max()),
+                f"{b}_median": float(np.median(ys)), f"{b}_max": float(ys.max())}
+
+    out: dict[str, Any] = {"events": len(events), "ticks": {}, "ingest_batches": {}}
+    for t, samples in ticks.items():
+        if samples:
+            out["ticks"][t] = {**summary(samples, "rows", "entries"), "timed": median_of_late(samples)}
+    for b, samples in batches.items():
+        if samples:
+            out["ingest_batches"][b] = {**summary(samples, "rises", "pairs"), "timed": median_of_late(samples)}
+    return out
+
+
 def bench_kernels(quick: bool = False, *, min_time: float | None = None, repeat: int | None = None,
                   seed: int = 0) -> dict[str, Any]:
     """Each Numba kernel (its public function and its jitted core) against its NumPy reference.
 
     ``speedup`` = NumPy time / kernel time (> 1: the kernel is faster). Returns per kernel the
     sizes with ``kernel_us``, ``core_us``, ``numpy_us``, ``speedup``, ``core_speedup`` and
-    ``min_speedup``; ``pure_python`` at one size per kernel; ``min_speedup`` and where it is.
+    ``min_speedup``; ``pure_python`` at one size per kernel. The batch kernels
+    (``row_similarities_batch`` per neighbour tick, ``pair_increments_batch`` per ingest batch) are
+    timed on batches measured under simulator traffic (:func:`_pipeline_batches`, sizes and where
+    they come from in ``size_source``), the row batch also on a larger synthetic catalogue.
+    ``min_speedup`` and where it is are over ``pipeline_kernels``, the kernels the pipeline calls.
     """
     import numpy as np
 
@@ -304,18 +387,87 @@ def bench_kernels(quick: bool = False, *, min_time: float | None = None, repeat:
             python["pair_increments"] = _vs_python(n, py_s, fig)
     out["pair_increments"] = {"sizes": pairs, "min_speedup": min(r["speedup"] for r in pairs)}
 
-    worst = min(
-        ((name, r) for name in ("row_similarities", "score_candidates", "pair_increments") for r in out[name]["sizes"]),
-        key=lambda nr: nr[1]["speedup"],
+    # the batch kernels, on the batches the pipeline hands them
+    from streams.settings import Settings as _Settings
+
+    ingest_batch = _Settings().ingest_batch
+    measured = _pipeline_batches(BATCH_SIM_EVENTS[quick], seed, TICK_EVENTS, ingest_batch, SMALL_INGEST_BATCH)
+    cosine = K.MEASURES["cosine"]
+    row_batches = []
+    for t, tick in measured["ticks"].items():
+        _, nnz, (indptr, cols, co, self_pop, pop, total) = tick["timed"]
+        fig = timed(
+            lambda a=(indptr, cols, co, self_pop, pop), t=total: K.row_similarities_batch(*a, total=t, k=TOP_K),
+            lambda a=(indptr, cols, co, self_pop, pop), t=total: K._row_similarities_batch(*a, t, cosine, TOP_K, 0.0),
+            lambda a=(indptr, cols, co, self_pop, pop), t=total: K.row_similarities_batch_numpy(*a, total=t, k=TOP_K),
+        )
+        row_batches.append({"source": f"simulator, 1 s tick at {t} ev/s (median tick)", "rows": int(self_pop.size),
+                            "entries": nnz, **fig})
+    syn = SYNTHETIC_TICK
+    lengths = rng.integers(syn["min_len"], syn["max_len"] + 1, syn["rows"])
+    indptr = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    cols = np.concatenate([rng.choice(syn["catalogue"], size=m, replace=False) for m in lengths]).astype(np.int64)
+    co = rng.exponential(1.0, cols.size)
+    pop = rng.exponential(5.0, syn["catalogue"]) + 0.1
+    self_pop = rng.exponential(5.0, syn["rows"]) + 0.1
+    total = float(pop.sum())
+    fig = timed(
+        lambda a=(indptr, cols, co, self_pop, pop): K.row_similarities_batch(*a, total=total, k=TOP_K),
+        lambda a=(indptr, cols, co, self_pop, pop): K._row_similarities_batch(*a, total, cosine, TOP_K, 0.0),
+        lambda a=(indptr, cols, co, self_pop, pop): K.row_similarities_batch_numpy(*a, total=total, k=TOP_K),
     )
-    size_key = "n_items" if "n_items" in worst[1] else "n"
+    row_batches.append({"source": f"synthetic: {syn['rows']} rows of {syn['min_len']}-{syn['max_len']} entries, "
+                                  f"catalogue {syn['catalogue']}", "rows": syn["rows"], "entries": int(cols.size), **fig})
+    out["row_similarities_batch"] = {
+        "k": TOP_K, "measure": "cosine", "sizes": row_batches, "min_speedup": min(r["speedup"] for r in row_batches),
+        "size_source": (f"{measured['events']} simulator events (120 courses) folded as the ingest agent does, "
+                        "row updates applied as accumulate_similarity does; the rows changed in each 1 s tick "
+                        "(tick = that many events) in CSR as publish_neighbours builds it; the median tick of "
+                        "the second half is timed; plus one synthetic larger-catalogue tick"),
+        "ticks": {str(t): {k: v for k, v in tick.items() if k != "timed"} for t, tick in measured["ticks"].items()},
+    }
+    pair_batches = []
+    for b, batch in measured["ingest_batches"].items():
+        rises, n_pairs, (old_w, new_w, offsets, other_w) = batch["timed"]
+        fig = timed(
+            lambda a=(old_w, new_w, offsets, other_w): K.pair_increments_batch(*a),
+            lambda a=(old_w, new_w, offsets, other_w): K._pair_increments_batch(*a),
+            lambda a=(old_w, new_w, offsets, other_w): K.pair_increments_batch_numpy(*a),
+        )
+        what = "a full batch" if b == ingest_batch else "a 20 ms batch at ~25 % load"
+        pair_batches.append({"source": f"simulator, ingest batch of {b} events ({what}; median batch)",
+                             "events": b, "rises": rises, "pairs": n_pairs, **fig})
+    out["pair_increments_batch"] = {
+        "sizes": pair_batches, "min_speedup": min(r["speedup"] for r in pair_batches),
+        "size_source": (f"{measured['events']} simulator events in consecutive batches of {ingest_batch} "
+                        f"(Settings.ingest_batch) and of {SMALL_INGEST_BATCH} events; every engagement rise "
+                        "of a batch against the user's <= 20 recent other courses; median batch of the second half"),
+        "batches": {str(b): {k: v for k, v in batch.items() if k != "timed"}
+                    for b, batch in measured["ingest_batches"].items()},
+    }
+
+    pipeline = {
+        "row_similarities_batch": "agents.accumulate_similarity.publish_neighbours: once per tick, all changed rows",
+        "pair_increments_batch": "agents.ingest.process_batch (CoocRises): once per input batch, all rises",
+        "score_candidates": "models.recommend.Ranker.recommend: once per recommendation",
+    }
+    size_keys = {"row_similarities": "n", "score_candidates": "n_items", "pair_increments": "n",
+                 "row_similarities_batch": "entries", "pair_increments_batch": "pairs"}
+    worst = min(((name, r) for name in pipeline for r in out[name]["sizes"]), key=lambda nr: nr[1]["speedup"])
+    size_key = size_keys[worst[0]]
     out["pure_python"] = python
+    out["pipeline_kernels"] = pipeline
+    out["not_in_min"] = {
+        "row_similarities": "one row per call: CooccurrenceRows.neighbours, no longer on a per-tick path",
+        "pair_increments": "one rise per call: no caller left (cooc_updates and CoocRises use the batch kernel)",
+    }
     out["min_speedup"] = worst[1]["speedup"]
     out["min_speedup_at"] = f"{worst[0]} {size_key}={worst[1][size_key]}"
     out["timing"] = {"method": "timeit, best of `repeat` batches of >= `min_time` s, after one warm-up call",
                      "min_time_s": min_time, "repeat": repeat,
                      "speedup": "numpy_us / kernel_us (kernel = the public function the pipeline calls; "
-                                "core = the jitted function alone)"}
+                                "core = the jitted function alone)",
+                     "min_speedup": "over the sizes of the kernels in pipeline_kernels"}
     return out
 
 
@@ -1678,6 +1830,13 @@ def table_rows(result: dict[str, Any]) -> list[tuple[str, str, str]]:
             continue
         sizes = ", ".join(f"{r[size_key]}: {r['speedup']:.1f}×" for r in k["sizes"])
         rows.append(("kernels", f"(f) {name} vs NumPy ({size_key}: speedup)", sizes))
+    for name, unit in (("row_similarities_batch", "rows×entries"), ("pair_increments_batch", "rises×pairs")):
+        k = kernels.get(name)
+        if not k:
+            continue
+        a, b = unit.split("×")
+        sizes = ", ".join(f"{r[a]}×{r[b]}: {r['speedup']:.1f}×" for r in k["sizes"])
+        rows.append(("kernels", f"(f) {name} vs NumPy batch ({unit}: speedup)", sizes))
     for name, p in (kernels.get("pure_python") or {}).items():
         rows.append(("kernels", f"(f) {name} vs pure Python (size {p['size']})",
                      f"kernel {p['kernel_speedup_vs_python']:.1f}×, NumPy {p['numpy_speedup_vs_python']:.1f}×"))

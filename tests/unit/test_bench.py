@@ -45,8 +45,27 @@ def test_kernels_cover_each_kernel_at_the_pipeline_sizes(kernels: dict) -> None:
                 assert _positive(row[figure]), (name, row)
             assert row["speedup"] == pytest.approx(row["numpy_us"] / row["kernel_us"])
         assert part["min_speedup"] == min(row["speedup"] for row in part["sizes"])
-    assert kernels["min_speedup"] == min(kernels[name]["min_speedup"] for name in sizes)
-    assert kernels["min_speedup_at"].split()[0] in sizes
+
+
+def test_batch_kernels_are_timed_on_measured_pipeline_batches(kernels: dict) -> None:
+    for name, keys in (("row_similarities_batch", ("rows", "entries")), ("pair_increments_batch", ("rises", "pairs"))):
+        part = kernels[name]
+        assert part["size_source"] and part["sizes"]
+        for row in part["sizes"]:
+            assert row["source"] and all(isinstance(row[key], int) and row[key] >= 0 for key in keys), row
+            for figure in ("kernel_us", "core_us", "numpy_us", "speedup", "core_speedup"):
+                assert _positive(row[figure]), (name, row)
+            assert row["speedup"] == pytest.approx(row["numpy_us"] / row["kernel_us"])
+        assert part["min_speedup"] == min(row["speedup"] for row in part["sizes"])
+    assert set(kernels["row_similarities_batch"]["ticks"]) == {"400", "1600"}
+
+
+def test_min_speedup_is_over_the_kernels_the_pipeline_calls(kernels: dict) -> None:
+    pipeline = kernels["pipeline_kernels"]
+    assert set(pipeline) == {"row_similarities_batch", "pair_increments_batch", "score_candidates"}
+    assert not set(pipeline) & set(kernels["not_in_min"])
+    assert kernels["min_speedup"] == min(kernels[name]["min_speedup"] for name in pipeline)
+    assert kernels["min_speedup_at"].split()[0] in pipeline
 
 
 def test_kernels_are_also_timed_against_pure_python(kernels: dict) -> None:

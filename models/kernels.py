@@ -44,105 +44,82 @@ MEASURES = {"cosine": 0, "jaccard": 1, "lift": 2}
 
 
 @njit(cache=True, nogil=True, error_model="numpy", inline="always")
-def _similarity(c: float, p: float, self_pop: float, total: float, measure: int, min_co: float) -> float:
-    """One similarity, or -1.0 when it is undefined (no co-occurrence, unknown popularity)."""
+def _similarities(co: np.ndarray, p: np.ndarray, sp: np.ndarray, total: float, measure: int, min_co: float,
+                  out: np.ndarray) -> None:
+    """``out[i]`` = the similarity of ``co[i]`` between a course of popularity ``sp[i]`` and one of
+    ``p[i]``, or -1.0 where it is undefined (below ``min_co``, unknown popularity, denominator <= 0).
+
+    The measure is chosen once, outside the loops, and each loop is branch-free (a select), so
+    LLVM vectorises the square roots and divisions. The formulas are the NumPy reference's, term
+    for term (``c / sqrt(sp * p)``, ``c / (sp + p - c)``, ``c / (sp * p / total)``): the same
+    IEEE operations in the same order, so the results are identical, not just close.
+    """
+    n = co.shape[0]
     if measure == 0:
-        d = np.sqrt(self_pop * p)
+        for i in range(n):
+            c = co[i]
+            q = p[i]
+            s = sp[i]
+            d = np.sqrt(s * q)
+            out[i] = c / d if (c >= min_co) & (q > 0.0) & (s > 0.0) & (d > 0.0) else -1.0
     elif measure == 1:
-        d = self_pop + p - c
+        for i in range(n):
+            c = co[i]
+            q = p[i]
+            s = sp[i]
+            d = s + q - c
+            out[i] = c / d if (c >= min_co) & (q > 0.0) & (s > 0.0) & (d > 0.0) else -1.0
     else:
-        d = self_pop * p / total
-    if c >= min_co and p > 0.0 and self_pop > 0.0 and d > 0.0:
-        return c / d
-    return -1.0
-
-
-@njit(cache=True, nogil=True)
-def _sift_down(heap_v: np.ndarray, heap_i: np.ndarray, base: int, m: int, j: int) -> None:
-    """Restore the heap ``[base, base + m)`` below slot ``j``: the worst entry (smallest value,
-    then largest position) at the root."""
-    v = heap_v[base + j]
-    p = heap_i[base + j]
-    while True:
-        c = 2 * j + 1
-        if c >= m:
-            break
-        cv = heap_v[base + c]
-        cp = heap_i[base + c]
-        if c + 1 < m:
-            rv = heap_v[base + c + 1]
-            rp = heap_i[base + c + 1]
-            if rv < cv or (rv == cv and rp > cp):
-                c += 1
-                cv = rv
-                cp = rp
-        if cv < v or (cv == v and cp > p):
-            heap_v[base + j] = cv
-            heap_i[base + j] = cp
-            j = c
-        else:
-            break
-    heap_v[base + j] = v
-    heap_i[base + j] = p
+        for i in range(n):
+            c = co[i]
+            q = p[i]
+            s = sp[i]
+            d = s * q / total
+            out[i] = c / d if (c >= min_co) & (q > 0.0) & (s > 0.0) & (d > 0.0) else -1.0
 
 
 @njit(cache=True, nogil=True, error_model="numpy", inline="always")
-def _top_k_of_row(co: np.ndarray, other_pop: np.ndarray, lo: int, hi: int, self_pop: float, total: float,
-                  measure: int, k: int, min_co: float, out_i: np.ndarray, out_v: np.ndarray, base: int) -> int:
-    """Top-``k`` similarities of ``co[lo:hi]`` (other popularities ``other_pop[lo:hi]``) into
-    ``out_i/out_v[base:base + count]`` as positions into ``co``, best first; returns the count.
+def _top_k_of_row(sims: np.ndarray, lo: int, hi: int, k: int, kept_v: np.ndarray, kept_i: np.ndarray) -> int:
+    """Top-``k`` of the similarities ``sims[lo:hi]`` (-1.0 = undefined) into ``kept_v/kept_i[1:m + 1]``
+    (values, positions into ``sims``), best first with ties by position; returns ``m``.
 
-    O(k² + n log k): the first k valid entries are kept sorted best first by insertion (rows are
-    mostly shorter than k, and then that is all). When a further entry beats the worst kept one,
-    the k entries are reversed once (worst first is a heap with the worst at the root) and from
-    then on an entry replaces the root only if strictly better, then sifts down; at the end the
-    heap is sorted best first. Positions are scanned in increasing order, so an entry equal to a
-    kept one is worse (ties go to the lower position) and is skipped with one comparison.
+    ``kept_v[0]`` must be ``+inf``: a sentinel, so an insertion's shift loop needs one comparison
+    per step and no bounds test. The first ``k`` defined entries are inserted in order; after
+    that the worst kept value is a threshold and an entry enters only if strictly better (one
+    comparison rejects the rest; an equal value loses to the kept one, which has the lower
+    position), shifting the worse ones down and dropping the last. O(n + accepted · k) with
+    accepted ≈ k · ln(n / k) on unordered rows; nothing is sorted at the end.
     """
     if k <= 0:
         return 0
     m = 0
-    heap = False
-    for i in range(lo, hi):
-        v = _similarity(co[i], other_pop[i], self_pop, total, measure, min_co)
-        if not v > -1.0:
-            continue
-        if m < k:
-            j = m  # kept entries >= v stay before it: shift the smaller ones
-            while j > 0 and out_v[base + j - 1] < v:
-                out_v[base + j] = out_v[base + j - 1]
-                out_i[base + j] = out_i[base + j - 1]
+    i = lo
+    while i < hi and m < k:
+        v = sims[i]
+        if v > -1.0:
+            j = m + 1
+            while kept_v[j - 1] < v:
+                kept_v[j] = kept_v[j - 1]
+                kept_i[j] = kept_i[j - 1]
                 j -= 1
-            out_v[base + j] = v
-            out_i[base + j] = i
+            kept_v[j] = v
+            kept_i[j] = i
             m += 1
-            continue
-        root = base if heap else base + m - 1
-        if not v > out_v[root]:
-            continue
-        if not heap:
-            for t in range(m // 2):
-                tv = out_v[base + t]
-                ti = out_i[base + t]
-                out_v[base + t] = out_v[base + m - 1 - t]
-                out_i[base + t] = out_i[base + m - 1 - t]
-                out_v[base + m - 1 - t] = tv
-                out_i[base + m - 1 - t] = ti
-            heap = True
-        out_v[base] = v
-        out_i[base] = i
-        _sift_down(out_v, out_i, base, m, 0)
-    if heap:  # sort best first (insertion sort of k entries)
-        for t in range(1, m):
-            v = out_v[base + t]
-            p_i = out_i[base + t]
-            j = t
-            while j > 0 and (v > out_v[base + j - 1] or (v == out_v[base + j - 1] and p_i < out_i[base + j - 1])):
-                out_v[base + j] = out_v[base + j - 1]
-                out_i[base + j] = out_i[base + j - 1]
+        i += 1
+    if m < k:
+        return m
+    worst = kept_v[k]
+    for t in range(i, hi):
+        v = sims[t]
+        if v > worst:
+            j = k
+            while kept_v[j - 1] < v:
+                kept_v[j] = kept_v[j - 1]
+                kept_i[j] = kept_i[j - 1]
                 j -= 1
-            out_v[base + j] = v
-            out_i[base + j] = p_i
+            kept_v[j] = v
+            kept_i[j] = t
+            worst = kept_v[k]
     return m
 
 
@@ -151,10 +128,13 @@ def _row_similarities(co: np.ndarray, other_pop: np.ndarray, self_pop: float, to
                       measure: int, k: int, min_co: float) -> tuple[np.ndarray, np.ndarray]:
     n = co.shape[0]
     kk = max(min(k, n), 0)
-    idx = np.empty(kk, dtype=np.int64)
-    out = np.empty(kk, dtype=np.float64)
-    m = _top_k_of_row(co, other_pop, 0, n, self_pop, total, measure, kk, min_co, idx, out, 0)
-    return idx[:m], out[:m]
+    sims = np.empty(n, dtype=np.float64)
+    _similarities(co, other_pop, np.full(n, self_pop), total, measure, min_co, sims)
+    kept_v = np.empty(kk + 1, dtype=np.float64)
+    kept_i = np.empty(kk + 1, dtype=np.int64)
+    kept_v[0] = np.inf
+    m = _top_k_of_row(sims, 0, n, kk, kept_v, kept_i)
+    return kept_i[1:m + 1].copy(), kept_v[1:m + 1].copy()
 
 
 def row_similarities(co: np.ndarray, other_pop: np.ndarray, self_pop: float, *, total: float = 1.0,
@@ -204,39 +184,51 @@ def _row_similarities_batch(indptr: np.ndarray, cols: np.ndarray, co: np.ndarray
                             pop: np.ndarray, total: float, measure: int, k: int,
                             min_co: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     rows = indptr.shape[0] - 1
-    if rows < 0 or indptr[0] != 0 or indptr[rows] != co.shape[0] or cols.shape[0] != co.shape[0]:
+    n = co.shape[0]
+    if rows < 0 or indptr[0] != 0 or indptr[rows] != n or cols.shape[0] != n:
         msg = "indptr must run from 0 to len(co) == len(cols)"
         raise ValueError(msg)
     if self_pop.shape[0] != rows:
         msg = "self_pop needs one value per row"
         raise ValueError(msg)
-    kk = max(k, 0)
-    idx = np.full((rows, kk), -1, dtype=np.int64)
-    sims = np.zeros((rows, kk), dtype=np.float64)
-    counts = np.zeros(rows, dtype=np.int64)
-    flat_i = idx.reshape(-1)
-    flat_v = sims.reshape(-1)
-    scratch = np.empty(co.shape[0], dtype=np.float64)  # the other courses' popularities
-    n_pop = pop.shape[0]
-    for i in range(cols.shape[0]):
-        c = cols[i]
-        if c < 0 or c >= n_pop:
-            msg = "column index out of range of pop"
-            raise ValueError(msg)
-        scratch[i] = pop[c]
+    # validated once up front; the passes below trust the indices
+    row_pop = np.empty(n, dtype=np.float64)  # self_pop of each entry's row
     for r in range(rows):
         lo = indptr[r]
         hi = indptr[r + 1]
         if hi < lo:
             msg = "indptr must not decrease"
             raise ValueError(msg)
-        base = r * kk
-        counts[r] = _top_k_of_row(co, scratch, lo, hi, self_pop[r], total, measure, min(kk, hi - lo), min_co,
-                                  flat_i, flat_v, base)
-    for t in range(flat_i.shape[0]):  # positions -> column indices
-        if flat_i[t] >= 0:
-            flat_i[t] = cols[flat_i[t]]
-    return idx, sims, counts
+        s = self_pop[r]
+        for i in range(lo, hi):
+            row_pop[i] = s
+    n_pop = pop.shape[0]
+    other_pop = np.empty(n, dtype=np.float64)  # the other courses' popularities, gathered once
+    for i in range(n):
+        c = cols[i]
+        if c < 0 or c >= n_pop:
+            msg = "column index out of range of pop"
+            raise ValueError(msg)
+        other_pop[i] = pop[c]
+    sims = np.empty(n, dtype=np.float64)
+    _similarities(co, other_pop, row_pop, total, measure, min_co, sims)  # every entry, one SIMD pass
+
+    kk = max(k, 0)
+    idx = np.full((rows, kk), -1, dtype=np.int64)
+    out = np.zeros((rows, kk), dtype=np.float64)
+    counts = np.zeros(rows, dtype=np.int64)
+    kept_v = np.empty(kk + 1, dtype=np.float64)
+    kept_i = np.empty(kk + 1, dtype=np.int64)
+    kept_v[0] = np.inf
+    for r in range(rows):
+        lo = indptr[r]
+        hi = indptr[r + 1]
+        m = _top_k_of_row(sims, lo, hi, min(kk, hi - lo), kept_v, kept_i)
+        counts[r] = m
+        for t in range(m):
+            idx[r, t] = cols[kept_i[t + 1]]
+            out[r, t] = kept_v[t + 1]
+    return idx, out, counts
 
 
 def row_similarities_batch(indptr: np.ndarray, cols: np.ndarray, co: np.ndarray, self_pop: np.ndarray,

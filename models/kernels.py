@@ -8,7 +8,9 @@
   (the "because you watched X" reason): run on every worker from the broadcast neighbour index.
 - :func:`pair_increments` is the co-occurrence update of one user event: how much each pair
   (changed course, other recent course) gains when the user's engagement with a course rises;
-  :func:`pair_increments_batch` does it for every rise of a batch of events, in one call.
+  :func:`pair_increments_batch` does it for every rise of a batch of events, in one call, and
+  :func:`cooc_gains_batch` (what the ingest agent calls) also merges them per course row, re-based
+  to each course's latest event time in the batch.
 
 The ``*_numpy`` functions are the plain-NumPy references the tests compare against and the
 benchmark measures the kernels with.
@@ -21,6 +23,8 @@ from numba import njit
 
 __all__ = [
     "MEASURES",
+    "cooc_gains_batch",
+    "cooc_gains_batch_numpy",
     "pair_increments",
     "pair_increments_batch",
     "pair_increments_batch_numpy",
@@ -427,6 +431,217 @@ def pair_increments_batch_numpy(old_w: np.ndarray, new_w: np.ndarray, offsets: n
             - np.minimum(np.repeat(np.asarray(old_w, dtype=np.float64), counts), other_w))
 
 
+# ---------------------------------------------------------------------------------------------
+# co-occurrence gains of a whole batch, merged per course (one call per ingest batch)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _cooc_gains_batch(course: np.ndarray, ts: np.ndarray, old_w: np.ndarray, new_w: np.ndarray, offsets: np.ndarray,
+                      others: np.ndarray, other_w: np.ndarray, half_life_ms: float, n_courses: int,
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    rises = course.shape[0]
+    n_o = others.shape[0]
+    if (ts.shape[0] != rises or old_w.shape[0] != rises or new_w.shape[0] != rises
+            or offsets.shape[0] != rises + 1 or offsets[0] != 0 or offsets[rises] != n_o
+            or other_w.shape[0] != n_o):
+        msg = "offsets must run from 0 to len(others) == len(other_w), one segment per rise"
+        raise ValueError(msg)
+    if not half_life_ms > 0.0:
+        msg = "half_life_ms must be > 0"
+        raise ValueError(msg)
+    gains = np.empty(n_o, dtype=np.float64)
+    slot = np.full(n_courses, -1, dtype=np.int64)  # course -> its place in order of first appearance
+    touched = np.empty(n_courses, dtype=np.int64)
+    latest = np.empty(n_courses, dtype=np.int64)
+    n_raw = np.zeros(n_courses, dtype=np.int64)  # pair entries per course row, before merging
+    n_slots = 0
+    # pass 1: validate, gains, courses in order of first appearance, their latest ts, row sizes
+    for r in range(rises):
+        c = course[r]
+        t = ts[r]
+        a = old_w[r]
+        b = new_w[r]
+        lo = offsets[r]
+        hi = offsets[r + 1]
+        if c < 0 or c >= n_courses:
+            msg = "course index out of range"
+            raise ValueError(msg)
+        if b < a:
+            msg = "engagement only rises"
+            raise ValueError(msg)
+        if hi < lo:
+            msg = "offsets must not decrease"
+            raise ValueError(msg)
+        if slot[c] < 0:
+            slot[c] = n_slots
+            touched[n_slots] = c
+            n_slots += 1
+            latest[c] = t
+        elif t > latest[c]:
+            latest[c] = t
+        kept = 0
+        for i in range(lo, hi):
+            w = other_w[i]
+            g = min(b, w) - min(a, w)
+            gains[i] = g
+            if g > 0.0:
+                o = others[i]
+                if o < 0 or o >= n_courses or o == c:
+                    msg = "other course index out of range, or the rise's own course"
+                    raise ValueError(msg)
+                if slot[o] < 0:
+                    slot[o] = n_slots
+                    touched[n_slots] = o
+                    n_slots += 1
+                    latest[o] = t
+                elif t > latest[o]:
+                    latest[o] = t
+                n_raw[o] += 1
+                kept += 1
+        n_raw[c] += kept
+    # pass 2: every gain re-based to its row's latest ts, in rows (CSR by slot) in sequence order
+    start = np.empty(n_slots + 1, dtype=np.int64)
+    start[0] = 0
+    for s in range(n_slots):
+        start[s + 1] = start[s] + n_raw[touched[s]]
+    fill = start[:n_slots].copy()
+    raw_o = np.empty(start[n_slots], dtype=np.int64)
+    raw_g = np.empty(start[n_slots], dtype=np.float64)
+    pop = np.zeros(n_slots, dtype=np.float64)
+    for r in range(rises):
+        c = course[r]
+        t = ts[r]
+        sc = slot[c]
+        lc = latest[c]
+        f = 1.0 if t == lc else np.exp2((t - lc) / half_life_ms)
+        pop[sc] += (new_w[r] - old_w[r]) * f
+        for i in range(offsets[r], offsets[r + 1]):
+            g = gains[i]
+            if g > 0.0:
+                o = others[i]
+                p = fill[sc]
+                raw_o[p] = o
+                raw_g[p] = g * f
+                fill[sc] = p + 1
+                so = slot[o]
+                lo_ = latest[o]
+                p = fill[so]
+                raw_o[p] = c
+                raw_g[p] = g if t == lo_ else g * np.exp2((t - lo_) / half_life_ms)
+                fill[so] = p + 1
+    # pass 3: merge each row's entries per other course (first appearance keeps its place), in place
+    stamp = np.full(n_courses, -1, dtype=np.int64)
+    at = np.empty(n_courses, dtype=np.int64)
+    indptr = np.empty(n_slots + 1, dtype=np.int64)
+    w = 0
+    for s in range(n_slots):
+        indptr[s] = w
+        for p in range(start[s], start[s + 1]):
+            o = raw_o[p]
+            if stamp[o] == s:
+                raw_g[at[o]] += raw_g[p]
+            else:
+                stamp[o] = s
+                at[o] = w
+                raw_o[w] = o
+                raw_g[w] = raw_g[p]
+                w += 1
+    indptr[n_slots] = w
+    out_courses = touched[:n_slots].copy()
+    out_ts = np.empty(n_slots, dtype=np.int64)
+    for s in range(n_slots):
+        out_ts[s] = latest[out_courses[s]]
+    return out_courses, out_ts, pop, indptr, raw_o[:w].copy(), raw_g[:w].copy()
+
+
+def _gains_args(course: np.ndarray, ts: np.ndarray, old_w: np.ndarray, new_w: np.ndarray, offsets: np.ndarray,
+                others: np.ndarray, other_w: np.ndarray) -> tuple[np.ndarray, ...]:
+    return (np.ascontiguousarray(course, dtype=np.int64), np.ascontiguousarray(ts, dtype=np.int64),
+            np.ascontiguousarray(old_w, dtype=np.float64), np.ascontiguousarray(new_w, dtype=np.float64),
+            np.ascontiguousarray(offsets, dtype=np.int64), np.ascontiguousarray(others, dtype=np.int64),
+            np.ascontiguousarray(other_w, dtype=np.float64))
+
+
+def cooc_gains_batch(course: np.ndarray, ts: np.ndarray, old_w: np.ndarray, new_w: np.ndarray,
+                     offsets: np.ndarray, others: np.ndarray, other_w: np.ndarray, half_life_ms: float,
+                     n_courses: int | None = None,
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The co-occurrence gains of a batch of engagement rises, merged per course: one call per batch.
+
+    Rise ``r``: the user's engagement with course ``course[r]`` rose from ``old_w[r]`` to ``new_w[r]``
+    at ``ts[r]``, against the user's other courses ``others[offsets[r]:offsets[r + 1]]`` (weights
+    ``other_w[...]``; distinct indices other than ``course[r]``; all indices < ``n_courses``). A pair
+    gains ``min(new_w, o) - min(old_w, o)`` (:func:`pair_increments`) and counts only when > 0; it
+    goes to the risen course's row and, symmetrically, to the other course's row.
+
+    Returns ``(courses, ts, pop_delta, indptr, pair_course, pair_gain)``: one entry per touched
+    course (the risen ones and the others that gained), in order of first appearance (a rise's
+    course, then its others that gained, rise after rise); ``ts[s]`` is the course's latest ts in
+    the batch and every gain of its row is re-based to it (times ``2 ** ((t - ts[s]) / half_life_ms)``);
+    ``pop_delta[s]`` sums its rises' ``new_w - old_w`` (0 for a course that only gained pairs); its
+    pairs are ``pair_course/pair_gain[indptr[s]:indptr[s + 1]]``, one per other course, in order
+    of first appearance, each the re-based sum in rise order. That is the content of the per-rise
+    :class:`models.recommend.RowUpdate` s merged per course, as the ingest agent used to do in Python.
+    """
+    args = _gains_args(course, ts, old_w, new_w, offsets, others, other_w)
+    if n_courses is None:
+        n_courses = int(max(args[0].max(initial=-1), args[5].max(initial=-1))) + 1
+    return _cooc_gains_batch(*args, float(half_life_ms), int(n_courses))
+
+
+def cooc_gains_batch_numpy(course: np.ndarray, ts: np.ndarray, old_w: np.ndarray, new_w: np.ndarray,
+                           offsets: np.ndarray, others: np.ndarray, other_w: np.ndarray, half_life_ms: float,
+                           n_courses: int | None = None,
+                           ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Reference implementation of :func:`cooc_gains_batch`, vectorised the NumPy way (no loop over rises).
+
+    Gains by ``np.repeat``/``np.minimum``; the order of first appearance by ``np.unique``; latest
+    ts by ``np.maximum.at``; re-basing by ``np.exp2``; popularity by ``np.bincount``; pairs merged
+    with one ``np.lexsort`` (row, other course, sequence position) and ``np.add.reduceat``, then
+    put in order of first appearance with a second ``np.lexsort``.
+    """
+    course, ts, old_w, new_w, offsets, others, other_w = _gains_args(course, ts, old_w, new_w, offsets, others,
+                                                                     other_w)
+    if n_courses is None:
+        n_courses = int(max(course.max(initial=-1), others.max(initial=-1))) + 1
+    rises = course.size
+    rise_of = np.repeat(np.arange(rises), np.diff(offsets))
+    gains = np.minimum(new_w[rise_of], other_w) - np.minimum(old_w[rise_of], other_w)
+    kept = np.flatnonzero(gains > 0.0)
+    kr, ko, kg = rise_of[kept], others[kept], gains[kept]
+    kc, kt = course[kr], ts[kr]
+    # the per-rise updates in sequence: rise r's own at offsets[r] + r, its pair with entry i at i + r + 1
+    seq_own = offsets[:-1] + np.arange(rises)
+    seq_pair = kept + kr + 1
+    who = np.concatenate([course, ko])
+    seq = np.concatenate([seq_own, seq_pair])
+    distinct, first = np.unique(who[np.argsort(seq, kind="stable")], return_index=True)
+    courses = distinct[np.argsort(first)]
+    slot = np.full(n_courses, -1, dtype=np.int64)
+    slot[courses] = np.arange(courses.size)
+    latest = np.full(n_courses, np.iinfo(np.int64).min, dtype=np.int64)
+    np.maximum.at(latest, who, np.concatenate([ts, kt]))
+    pop = np.bincount(slot[course], weights=(new_w - old_w) * np.exp2((ts - latest[course]) / half_life_ms),
+                      minlength=courses.size).astype(np.float64)
+    row = np.concatenate([kc, ko])
+    other = np.concatenate([ko, kc])
+    gain = np.concatenate([kg * np.exp2((kt - latest[kc]) / half_life_ms),
+                           kg * np.exp2((kt - latest[ko]) / half_life_ms)])
+    key = np.concatenate([seq_pair, seq_pair])
+    order = np.lexsort((key, other, slot[row]))
+    row_s, other_s = slot[row][order], other[order]
+    if order.size:
+        starts = np.flatnonzero(np.concatenate([[True], (row_s[1:] != row_s[:-1]) | (other_s[1:] != other_s[:-1])]))
+        sums = np.add.reduceat(gain[order], starts)
+    else:
+        starts = np.zeros(0, dtype=np.int64)
+        sums = np.zeros(0, dtype=np.float64)
+    group_row = row_s[starts]
+    by_first = np.lexsort((key[order][starts], group_row))
+    indptr = np.concatenate([[0], np.cumsum(np.bincount(group_row, minlength=courses.size))]).astype(np.int64)
+    return (courses, latest[courses], pop, indptr, other_s[starts][by_first], sums[by_first])
+
+
 def top_k(scores: np.ndarray, k: int) -> np.ndarray:
     """Indices of the ``k`` largest scores, best first (ties by index)."""
     if k <= 0 or scores.size == 0:
@@ -443,3 +658,5 @@ def warm_up() -> None:
     pair_increments(0.0, 1.0, np.ones(2))
     row_similarities_batch(np.array([0, 2, 2]), np.array([0, 1]), np.ones(2), np.ones(2), np.ones(2), k=2)
     pair_increments_batch(np.zeros(1), np.ones(1), np.array([0, 2]), np.ones(2))
+    cooc_gains_batch(np.zeros(1, dtype=np.int64), np.ones(1, dtype=np.int64), np.zeros(1), np.ones(1),
+                     np.array([0, 2]), np.array([1, 2]), np.ones(2), 1.0, 3)

@@ -71,40 +71,14 @@ async def _reject(message, exc: RejectedRecord) -> None:  # noqa: ANN001 - faust
     await topics.dlq.send(key=message.key or b"", value=encode(record))
 
 
-class _Gains:
-    """Row updates for one course within a batch, merged exactly (re-based to the latest ts)."""
-
-    __slots__ = ("pairs", "pop", "ts")
-
-    def __init__(self) -> None:
-        self.ts = 0
-        self.pop = 0.0
-        self.pairs: dict[str, float] = {}
-
-    def add(self, update: RowUpdate) -> None:
-        if update.ts > self.ts:
-            factor = 2.0 ** ((self.ts - update.ts) / _HL_MS) if self.ts else 1.0
-            self.pop *= factor
-            for k in self.pairs:
-                self.pairs[k] *= factor
-            self.ts = update.ts
-        factor = 2.0 ** ((update.ts - self.ts) / _HL_MS)
-        self.pop += update.pop_delta * factor
-        for other, gain in update.pairs:
-            self.pairs[other] = self.pairs.get(other, 0.0) + gain * factor
-
-    def update(self, course_id: str) -> RowUpdate:
-        return RowUpdate(course_id, self.ts, self.pop, tuple(self.pairs.items()))
-
-
-def cooc_bundles(gains: dict[str, _Gains], partitions: int) -> dict[int, list[dict[str, Any]]]:
-    """A batch's row updates grouped by the ``course-cooc`` partition that owns each course (the
-    one a send keyed by ``course_id`` would pick): one message per
-    partition instead of one per course (each Faust message costs about what an empty agent
-    spends on one; see docs/benchmark.md)."""
+def cooc_bundles(updates: list[RowUpdate], partitions: int) -> dict[int, list[dict[str, Any]]]:
+    """A batch's row updates (one per course, merged by :meth:`CoocRises.merged_updates`) grouped
+    by the ``course-cooc`` partition that owns each course (the one a send keyed by ``course_id``
+    would pick): one message per partition instead of one per course (each Faust message costs
+    about what an empty agent spends on one; see docs/benchmark.md)."""
     out: dict[int, list[dict[str, Any]]] = {}
-    for course_id, g in gains.items():
-        out.setdefault(partition_for(course_id.encode(), partitions), []).append(g.update(course_id).to_dict())
+    for update in updates:
+        out.setdefault(partition_for(update.course_id.encode(), partitions), []).append(update.to_dict())
     return out
 
 
@@ -155,10 +129,9 @@ async def process_batch(batch) -> None:  # noqa: ANN001, C901 - faust events; on
         tables.users[user_id] = state.to_dict()
         dirty_profiles[user_id] = partition
         dirty_recs[user_id] = RecTrigger(partition, ev.event_id, ev.ts)
-    gains: dict[str, _Gains] = {}
-    for update in rises.updates():  # the co-occurrence gains of the whole batch in one kernel call
-        gains.setdefault(update.course_id, _Gains()).add(update)
-    await _flush_batch(gains, links, moved, counted, by_user)
+    # the co-occurrence gains of the whole batch, merged per course row, in one kernel call
+    updates = rises.merged_updates(_HL_MS)
+    await _flush_batch(updates, links, moved, counted, by_user)
 
 
 def _fold_user(user_id: str, items: list[tuple[Any, Any, str]], rises: CoocRises, links: list[Any],
@@ -199,14 +172,14 @@ def _fold_user(user_id: str, items: list[tuple[Any, Any, str]], rises: CoocRises
     return None if last is None else (*last, state)
 
 
-async def _flush_batch(gains: dict[str, _Gains], links: list[Any], moved: dict[int, Any],
+async def _flush_batch(updates: list[RowUpdate], links: list[Any], moved: dict[int, Any],
                        counted: dict[int, list[Any]], by_user: dict[str, list[tuple[Any, Any, str]]]) -> None:
     """Sends and per-partition writes of a batch, after every user's state was folded."""
-    for partition, updates in cooc_bundles(gains, topics.course_cooc.partitions or settings.partitions).items():
-        await topics.course_cooc.send(key=str(partition).encode(), value=orjson.dumps({"updates": updates}),
+    for partition, bundle in cooc_bundles(updates, topics.course_cooc.partitions or settings.partitions).items():
+        await topics.course_cooc.send(key=str(partition).encode(), value=orjson.dumps({"updates": bundle}),
                                       partition=partition)
         metrics.inc("cooc_bundles_sent")
-    metrics.inc("cooc_updates_sent", by=len(gains))
+    metrics.inc("cooc_updates_sent", by=len(updates))
     for ev in links:
         await attribute_referrals.referral_links(ev)  # referrals (issue 6): share/conversion -> referral-links
     await score_referrals.send_candidates()  # referrals (issue 6)

@@ -8,7 +8,9 @@
   (the "because you watched X" reason): run on every worker from the broadcast neighbour index.
 - :func:`pair_increments` is the co-occurrence update of one user event: how much each pair
   (changed course, other recent course) gains when the user's engagement with a course rises;
-  :func:`pair_increments_batch` does it for every rise of a batch of events, in one call.
+  :func:`pair_increments_batch` does it for every rise of a batch of events, in one call, and
+  :func:`cooc_gains_batch` (what the ingest agent calls) also merges them per course row, re-based
+  to each course's latest event time in the batch.
 
 The ``*_numpy`` functions are the plain-NumPy references the tests compare against and the
 benchmark measures the kernels with.
@@ -21,6 +23,8 @@ from numba import njit
 
 __all__ = [
     "MEASURES",
+    "cooc_gains_batch",
+    "cooc_gains_batch_numpy",
     "pair_increments",
     "pair_increments_batch",
     "pair_increments_batch_numpy",
@@ -44,105 +48,82 @@ MEASURES = {"cosine": 0, "jaccard": 1, "lift": 2}
 
 
 @njit(cache=True, nogil=True, error_model="numpy", inline="always")
-def _similarity(c: float, p: float, self_pop: float, total: float, measure: int, min_co: float) -> float:
-    """One similarity, or -1.0 when it is undefined (no co-occurrence, unknown popularity)."""
+def _similarities(co: np.ndarray, p: np.ndarray, sp: np.ndarray, total: float, measure: int, min_co: float,
+                  out: np.ndarray) -> None:
+    """``out[i]`` = the similarity of ``co[i]`` between a course of popularity ``sp[i]`` and one of
+    ``p[i]``, or -1.0 where it is undefined (below ``min_co``, unknown popularity, denominator <= 0).
+
+    The measure is chosen once, outside the loops, and each loop is branch-free (a select), so
+    LLVM vectorises the square roots and divisions. The formulas are the NumPy reference's, term
+    for term (``c / sqrt(sp * p)``, ``c / (sp + p - c)``, ``c / (sp * p / total)``): the same
+    IEEE operations in the same order, so the results are identical, not just close.
+    """
+    n = co.shape[0]
     if measure == 0:
-        d = np.sqrt(self_pop * p)
+        for i in range(n):
+            c = co[i]
+            q = p[i]
+            s = sp[i]
+            d = np.sqrt(s * q)
+            out[i] = c / d if (c >= min_co) & (q > 0.0) & (s > 0.0) & (d > 0.0) else -1.0
     elif measure == 1:
-        d = self_pop + p - c
+        for i in range(n):
+            c = co[i]
+            q = p[i]
+            s = sp[i]
+            d = s + q - c
+            out[i] = c / d if (c >= min_co) & (q > 0.0) & (s > 0.0) & (d > 0.0) else -1.0
     else:
-        d = self_pop * p / total
-    if c >= min_co and p > 0.0 and self_pop > 0.0 and d > 0.0:
-        return c / d
-    return -1.0
-
-
-@njit(cache=True, nogil=True)
-def _sift_down(heap_v: np.ndarray, heap_i: np.ndarray, base: int, m: int, j: int) -> None:
-    """Restore the heap ``[base, base + m)`` below slot ``j``: the worst entry (smallest value,
-    then largest position) at the root."""
-    v = heap_v[base + j]
-    p = heap_i[base + j]
-    while True:
-        c = 2 * j + 1
-        if c >= m:
-            break
-        cv = heap_v[base + c]
-        cp = heap_i[base + c]
-        if c + 1 < m:
-            rv = heap_v[base + c + 1]
-            rp = heap_i[base + c + 1]
-            if rv < cv or (rv == cv and rp > cp):
-                c += 1
-                cv = rv
-                cp = rp
-        if cv < v or (cv == v and cp > p):
-            heap_v[base + j] = cv
-            heap_i[base + j] = cp
-            j = c
-        else:
-            break
-    heap_v[base + j] = v
-    heap_i[base + j] = p
+        for i in range(n):
+            c = co[i]
+            q = p[i]
+            s = sp[i]
+            d = s * q / total
+            out[i] = c / d if (c >= min_co) & (q > 0.0) & (s > 0.0) & (d > 0.0) else -1.0
 
 
 @njit(cache=True, nogil=True, error_model="numpy", inline="always")
-def _top_k_of_row(co: np.ndarray, other_pop: np.ndarray, lo: int, hi: int, self_pop: float, total: float,
-                  measure: int, k: int, min_co: float, out_i: np.ndarray, out_v: np.ndarray, base: int) -> int:
-    """Top-``k`` similarities of ``co[lo:hi]`` (other popularities ``other_pop[lo:hi]``) into
-    ``out_i/out_v[base:base + count]`` as positions into ``co``, best first; returns the count.
+def _top_k_of_row(sims: np.ndarray, lo: int, hi: int, k: int, kept_v: np.ndarray, kept_i: np.ndarray) -> int:
+    """Top-``k`` of the similarities ``sims[lo:hi]`` (-1.0 = undefined) into ``kept_v/kept_i[1:m + 1]``
+    (values, positions into ``sims``), best first with ties by position; returns ``m``.
 
-    O(k² + n log k): the first k valid entries are kept sorted best first by insertion (rows are
-    mostly shorter than k, and then that is all). When a further entry beats the worst kept one,
-    the k entries are reversed once (worst first is a heap with the worst at the root) and from
-    then on an entry replaces the root only if strictly better, then sifts down; at the end the
-    heap is sorted best first. Positions are scanned in increasing order, so an entry equal to a
-    kept one is worse (ties go to the lower position) and is skipped with one comparison.
+    ``kept_v[0]`` must be ``+inf``: a sentinel, so an insertion's shift loop needs one comparison
+    per step and no bounds test. The first ``k`` defined entries are inserted in order; after
+    that the worst kept value is a threshold and an entry enters only if strictly better (one
+    comparison rejects the rest; an equal value loses to the kept one, which has the lower
+    position), shifting the worse ones down and dropping the last. O(n + accepted · k) with
+    accepted ≈ k · ln(n / k) on unordered rows; nothing is sorted at the end.
     """
     if k <= 0:
         return 0
     m = 0
-    heap = False
-    for i in range(lo, hi):
-        v = _similarity(co[i], other_pop[i], self_pop, total, measure, min_co)
-        if not v > -1.0:
-            continue
-        if m < k:
-            j = m  # kept entries >= v stay before it: shift the smaller ones
-            while j > 0 and out_v[base + j - 1] < v:
-                out_v[base + j] = out_v[base + j - 1]
-                out_i[base + j] = out_i[base + j - 1]
+    i = lo
+    while i < hi and m < k:
+        v = sims[i]
+        if v > -1.0:
+            j = m + 1
+            while kept_v[j - 1] < v:
+                kept_v[j] = kept_v[j - 1]
+                kept_i[j] = kept_i[j - 1]
                 j -= 1
-            out_v[base + j] = v
-            out_i[base + j] = i
+            kept_v[j] = v
+            kept_i[j] = i
             m += 1
-            continue
-        root = base if heap else base + m - 1
-        if not v > out_v[root]:
-            continue
-        if not heap:
-            for t in range(m // 2):
-                tv = out_v[base + t]
-                ti = out_i[base + t]
-                out_v[base + t] = out_v[base + m - 1 - t]
-                out_i[base + t] = out_i[base + m - 1 - t]
-                out_v[base + m - 1 - t] = tv
-                out_i[base + m - 1 - t] = ti
-            heap = True
-        out_v[base] = v
-        out_i[base] = i
-        _sift_down(out_v, out_i, base, m, 0)
-    if heap:  # sort best first (insertion sort of k entries)
-        for t in range(1, m):
-            v = out_v[base + t]
-            p_i = out_i[base + t]
-            j = t
-            while j > 0 and (v > out_v[base + j - 1] or (v == out_v[base + j - 1] and p_i < out_i[base + j - 1])):
-                out_v[base + j] = out_v[base + j - 1]
-                out_i[base + j] = out_i[base + j - 1]
+        i += 1
+    if m < k:
+        return m
+    worst = kept_v[k]
+    for t in range(i, hi):
+        v = sims[t]
+        if v > worst:
+            j = k
+            while kept_v[j - 1] < v:
+                kept_v[j] = kept_v[j - 1]
+                kept_i[j] = kept_i[j - 1]
                 j -= 1
-            out_v[base + j] = v
-            out_i[base + j] = p_i
+            kept_v[j] = v
+            kept_i[j] = t
+            worst = kept_v[k]
     return m
 
 
@@ -151,10 +132,13 @@ def _row_similarities(co: np.ndarray, other_pop: np.ndarray, self_pop: float, to
                       measure: int, k: int, min_co: float) -> tuple[np.ndarray, np.ndarray]:
     n = co.shape[0]
     kk = max(min(k, n), 0)
-    idx = np.empty(kk, dtype=np.int64)
-    out = np.empty(kk, dtype=np.float64)
-    m = _top_k_of_row(co, other_pop, 0, n, self_pop, total, measure, kk, min_co, idx, out, 0)
-    return idx[:m], out[:m]
+    sims = np.empty(n, dtype=np.float64)
+    _similarities(co, other_pop, np.full(n, self_pop), total, measure, min_co, sims)
+    kept_v = np.empty(kk + 1, dtype=np.float64)
+    kept_i = np.empty(kk + 1, dtype=np.int64)
+    kept_v[0] = np.inf
+    m = _top_k_of_row(sims, 0, n, kk, kept_v, kept_i)
+    return kept_i[1:m + 1].copy(), kept_v[1:m + 1].copy()
 
 
 def row_similarities(co: np.ndarray, other_pop: np.ndarray, self_pop: float, *, total: float = 1.0,
@@ -204,39 +188,51 @@ def _row_similarities_batch(indptr: np.ndarray, cols: np.ndarray, co: np.ndarray
                             pop: np.ndarray, total: float, measure: int, k: int,
                             min_co: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     rows = indptr.shape[0] - 1
-    if rows < 0 or indptr[0] != 0 or indptr[rows] != co.shape[0] or cols.shape[0] != co.shape[0]:
+    n = co.shape[0]
+    if rows < 0 or indptr[0] != 0 or indptr[rows] != n or cols.shape[0] != n:
         msg = "indptr must run from 0 to len(co) == len(cols)"
         raise ValueError(msg)
     if self_pop.shape[0] != rows:
         msg = "self_pop needs one value per row"
         raise ValueError(msg)
-    kk = max(k, 0)
-    idx = np.full((rows, kk), -1, dtype=np.int64)
-    sims = np.zeros((rows, kk), dtype=np.float64)
-    counts = np.zeros(rows, dtype=np.int64)
-    flat_i = idx.reshape(-1)
-    flat_v = sims.reshape(-1)
-    scratch = np.empty(co.shape[0], dtype=np.float64)  # the other courses' popularities
-    n_pop = pop.shape[0]
-    for i in range(cols.shape[0]):
-        c = cols[i]
-        if c < 0 or c >= n_pop:
-            msg = "column index out of range of pop"
-            raise ValueError(msg)
-        scratch[i] = pop[c]
+    # validated once up front; the passes below trust the indices
+    row_pop = np.empty(n, dtype=np.float64)  # self_pop of each entry's row
     for r in range(rows):
         lo = indptr[r]
         hi = indptr[r + 1]
         if hi < lo:
             msg = "indptr must not decrease"
             raise ValueError(msg)
-        base = r * kk
-        counts[r] = _top_k_of_row(co, scratch, lo, hi, self_pop[r], total, measure, min(kk, hi - lo), min_co,
-                                  flat_i, flat_v, base)
-    for t in range(flat_i.shape[0]):  # positions -> column indices
-        if flat_i[t] >= 0:
-            flat_i[t] = cols[flat_i[t]]
-    return idx, sims, counts
+        s = self_pop[r]
+        for i in range(lo, hi):
+            row_pop[i] = s
+    n_pop = pop.shape[0]
+    other_pop = np.empty(n, dtype=np.float64)  # the other courses' popularities, gathered once
+    for i in range(n):
+        c = cols[i]
+        if c < 0 or c >= n_pop:
+            msg = "column index out of range of pop"
+            raise ValueError(msg)
+        other_pop[i] = pop[c]
+    sims = np.empty(n, dtype=np.float64)
+    _similarities(co, other_pop, row_pop, total, measure, min_co, sims)  # every entry, one SIMD pass
+
+    kk = max(k, 0)
+    idx = np.full((rows, kk), -1, dtype=np.int64)
+    out = np.zeros((rows, kk), dtype=np.float64)
+    counts = np.zeros(rows, dtype=np.int64)
+    kept_v = np.empty(kk + 1, dtype=np.float64)
+    kept_i = np.empty(kk + 1, dtype=np.int64)
+    kept_v[0] = np.inf
+    for r in range(rows):
+        lo = indptr[r]
+        hi = indptr[r + 1]
+        m = _top_k_of_row(sims, lo, hi, min(kk, hi - lo), kept_v, kept_i)
+        counts[r] = m
+        for t in range(m):
+            idx[r, t] = cols[kept_i[t + 1]]
+            out[r, t] = kept_v[t + 1]
+    return idx, out, counts
 
 
 def row_similarities_batch(indptr: np.ndarray, cols: np.ndarray, co: np.ndarray, self_pop: np.ndarray,
@@ -435,6 +431,236 @@ def pair_increments_batch_numpy(old_w: np.ndarray, new_w: np.ndarray, offsets: n
             - np.minimum(np.repeat(np.asarray(old_w, dtype=np.float64), counts), other_w))
 
 
+# ---------------------------------------------------------------------------------------------
+# co-occurrence gains of a whole batch, merged per course (one call per ingest batch)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _cooc_gains_batch(course: np.ndarray, ts: np.ndarray, old_w: np.ndarray, new_w: np.ndarray, offsets: np.ndarray,
+                      others: np.ndarray, other_w: np.ndarray, half_life_ms: float, n_courses: int,
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    rises = course.shape[0]
+    n_o = others.shape[0]
+    if (ts.shape[0] != rises or old_w.shape[0] != rises or new_w.shape[0] != rises
+            or offsets.shape[0] != rises + 1 or offsets[0] != 0 or offsets[rises] != n_o
+            or other_w.shape[0] != n_o):
+        msg = "offsets must run from 0 to len(others) == len(other_w), one segment per rise"
+        raise ValueError(msg)
+    if not half_life_ms > 0.0:
+        msg = "half_life_ms must be > 0"
+        raise ValueError(msg)
+    gains = np.empty(n_o, dtype=np.float64)
+    work = np.empty(6 * n_courses, dtype=np.int64)  # one allocation for the per-course arrays
+    slot = work[:n_courses]  # course -> its place in order of first appearance (-1: not yet)
+    touched = work[n_courses:2 * n_courses]
+    latest = work[2 * n_courses:3 * n_courses]
+    n_raw = work[3 * n_courses:4 * n_courses]  # pair entries per course row, before merging
+    stamp = work[4 * n_courses:5 * n_courses]
+    at = work[5 * n_courses:]
+    slot[:] = -1
+    n_raw[:] = 0
+    stamp[:] = -1
+    n_slots = 0
+    n_kept = 0
+    # pass 1: validate, gains, courses in order of first appearance, their latest ts, row sizes
+    for r in range(rises):
+        c = course[r]
+        t = ts[r]
+        a = old_w[r]
+        b = new_w[r]
+        lo = offsets[r]
+        hi = offsets[r + 1]
+        if c < 0 or c >= n_courses:
+            msg = "course index out of range"
+            raise ValueError(msg)
+        if b < a:
+            msg = "engagement only rises"
+            raise ValueError(msg)
+        if hi < lo:
+            msg = "offsets must not decrease"
+            raise ValueError(msg)
+        if slot[c] < 0:
+            slot[c] = n_slots
+            touched[n_slots] = c
+            n_slots += 1
+            latest[c] = t
+        elif t > latest[c]:
+            latest[c] = t
+        kept = 0
+        for i in range(lo, hi):
+            w = other_w[i]
+            g = min(b, w) - min(a, w)
+            gains[i] = g
+            if g > 0.0:
+                o = others[i]
+                if o < 0 or o >= n_courses or o == c:
+                    msg = "other course index out of range, or the rise's own course"
+                    raise ValueError(msg)
+                if slot[o] < 0:
+                    slot[o] = n_slots
+                    touched[n_slots] = o
+                    n_slots += 1
+                    latest[o] = t
+                elif t > latest[o]:
+                    latest[o] = t
+                n_raw[o] += 1
+                kept += 1
+        n_raw[c] += kept
+        n_kept += kept
+    # the output, packed: ints = [n_slots, courses, ts, indptr, pair courses], floats = [pop, pair gains];
+    # pass 2 writes every gain, re-based to its row's latest ts, into the pair part, rows (by slot) in
+    # sequence order; pass 3 merges each row's entries per other course in place
+    n_s = n_slots
+    base_i = 3 * n_s + 2
+    ints = np.empty(base_i + 2 * n_kept, dtype=np.int64)
+    floats = np.empty(n_s + 2 * n_kept, dtype=np.float64)
+    ints[0] = n_s
+    fill = ints[2 * n_s + 1:3 * n_s + 2]  # row starts of the raw entries, then the output's indptr
+    p = base_i
+    for s in range(n_s):
+        c = touched[s]
+        ints[1 + s] = c
+        ints[1 + n_s + s] = latest[c]
+        fill[s] = p
+        p += n_raw[c]
+        floats[s] = 0.0
+    for r in range(rises):
+        c = course[r]
+        t = ts[r]
+        sc = slot[c]
+        lc = latest[c]
+        f = 1.0 if t == lc else np.exp2((t - lc) / half_life_ms)
+        floats[sc] += (new_w[r] - old_w[r]) * f
+        for i in range(offsets[r], offsets[r + 1]):
+            g = gains[i]
+            if g > 0.0:
+                o = others[i]
+                q = fill[sc]
+                ints[q] = o
+                floats[q - base_i + n_s] = g * f
+                fill[sc] = q + 1
+                so = slot[o]
+                lo_ = latest[o]
+                q = fill[so]
+                ints[q] = c
+                floats[q - base_i + n_s] = g if t == lo_ else g * np.exp2((t - lo_) / half_life_ms)
+                fill[so] = q + 1
+    w = base_i  # fill[s] is now row s's end = row s + 1's start
+    start = base_i
+    for s in range(n_s):
+        end = fill[s]
+        fill[s] = w - base_i
+        for q in range(start, end):
+            o = ints[q]
+            g = floats[q - base_i + n_s]
+            if stamp[o] == s:
+                floats[at[o]] += g
+            else:
+                stamp[o] = s
+                at[o] = w - base_i + n_s
+                ints[w] = o
+                floats[w - base_i + n_s] = g
+                w += 1
+        start = end
+    fill[n_s] = w - base_i
+    return ints[:w], floats[:n_s + w - base_i]
+
+
+def _gains_args(course: np.ndarray, ts: np.ndarray, old_w: np.ndarray, new_w: np.ndarray, offsets: np.ndarray,
+                others: np.ndarray, other_w: np.ndarray) -> tuple[np.ndarray, ...]:
+    i8, f8 = np.int64, np.float64  # asarray: no copy of arrays that already fit (any layout compiles)
+    return (np.asarray(course, dtype=i8), np.asarray(ts, dtype=i8), np.asarray(old_w, dtype=f8),
+            np.asarray(new_w, dtype=f8), np.asarray(offsets, dtype=i8), np.asarray(others, dtype=i8),
+            np.asarray(other_w, dtype=f8))
+
+
+def _unpack_gains(ints: np.ndarray, floats: np.ndarray) -> tuple[np.ndarray, ...]:
+    """The 6 outputs of :func:`cooc_gains_batch` as views of the kernel's 2 packed buffers (returning
+    2 arrays from a jitted function instead of 6 saves about 2 µs of boxing per call)."""
+    s = int(ints[0])
+    return ints[1:1 + s], ints[1 + s:1 + 2 * s], floats[:s], ints[1 + 2 * s:2 + 3 * s], ints[2 + 3 * s:], floats[s:]
+
+
+def cooc_gains_batch(course: np.ndarray, ts: np.ndarray, old_w: np.ndarray, new_w: np.ndarray,
+                     offsets: np.ndarray, others: np.ndarray, other_w: np.ndarray, half_life_ms: float,
+                     n_courses: int | None = None,
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The co-occurrence gains of a batch of engagement rises, merged per course: one call per batch.
+
+    Rise ``r``: the user's engagement with course ``course[r]`` rose from ``old_w[r]`` to ``new_w[r]``
+    at ``ts[r]``, against the user's other courses ``others[offsets[r]:offsets[r + 1]]`` (weights
+    ``other_w[...]``; distinct indices other than ``course[r]``; all indices < ``n_courses``). A pair
+    gains ``min(new_w, o) - min(old_w, o)`` (:func:`pair_increments`) and counts only when > 0; it
+    goes to the risen course's row and, symmetrically, to the other course's row.
+
+    Returns ``(courses, ts, pop_delta, indptr, pair_course, pair_gain)``: one entry per touched
+    course (the risen ones and the others that gained), in order of first appearance (a rise's
+    course, then its others that gained, rise after rise); ``ts[s]`` is the course's latest ts in
+    the batch and every gain of its row is re-based to it (times ``2 ** ((t - ts[s]) / half_life_ms)``);
+    ``pop_delta[s]`` sums its rises' ``new_w - old_w`` (0 for a course that only gained pairs); its
+    pairs are ``pair_course/pair_gain[indptr[s]:indptr[s + 1]]``, one per other course, in order
+    of first appearance, each the re-based sum in rise order. That is the content of the per-rise
+    :class:`models.recommend.RowUpdate` s merged per course, as the ingest agent used to do in Python.
+    """
+    args = _gains_args(course, ts, old_w, new_w, offsets, others, other_w)
+    if n_courses is None:
+        n_courses = int(max(args[0].max(initial=-1), args[5].max(initial=-1))) + 1
+    return _unpack_gains(*_cooc_gains_batch(*args, float(half_life_ms), int(n_courses)))
+
+
+def cooc_gains_batch_numpy(course: np.ndarray, ts: np.ndarray, old_w: np.ndarray, new_w: np.ndarray,
+                           offsets: np.ndarray, others: np.ndarray, other_w: np.ndarray, half_life_ms: float,
+                           n_courses: int | None = None,
+                           ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Reference implementation of :func:`cooc_gains_batch`, vectorised the NumPy way (no loop over rises).
+
+    Gains by ``np.repeat``/``np.minimum``; the order of first appearance by ``np.unique``; latest
+    ts by ``np.maximum.at``; re-basing by ``np.exp2``; popularity by ``np.bincount``; pairs merged
+    with one ``np.lexsort`` (row, other course, sequence position) and ``np.add.reduceat``, then
+    put in order of first appearance with a second ``np.lexsort``.
+    """
+    course, ts, old_w, new_w, offsets, others, other_w = _gains_args(course, ts, old_w, new_w, offsets, others,
+                                                                     other_w)
+    if n_courses is None:
+        n_courses = int(max(course.max(initial=-1), others.max(initial=-1))) + 1
+    rises = course.size
+    rise_of = np.repeat(np.arange(rises), np.diff(offsets))
+    gains = np.minimum(new_w[rise_of], other_w) - np.minimum(old_w[rise_of], other_w)
+    kept = np.flatnonzero(gains > 0.0)
+    kr, ko, kg = rise_of[kept], others[kept], gains[kept]
+    kc, kt = course[kr], ts[kr]
+    # the per-rise updates in sequence: rise r's own at offsets[r] + r, its pair with entry i at i + r + 1
+    seq_own = offsets[:-1] + np.arange(rises)
+    seq_pair = kept + kr + 1
+    who = np.concatenate([course, ko])
+    seq = np.concatenate([seq_own, seq_pair])
+    distinct, first = np.unique(who[np.argsort(seq, kind="stable")], return_index=True)
+    courses = distinct[np.argsort(first)]
+    slot = np.full(n_courses, -1, dtype=np.int64)
+    slot[courses] = np.arange(courses.size)
+    latest = np.full(n_courses, np.iinfo(np.int64).min, dtype=np.int64)
+    np.maximum.at(latest, who, np.concatenate([ts, kt]))
+    pop = np.bincount(slot[course], weights=(new_w - old_w) * np.exp2((ts - latest[course]) / half_life_ms),
+                      minlength=courses.size).astype(np.float64)
+    row = np.concatenate([kc, ko])
+    other = np.concatenate([ko, kc])
+    gain = np.concatenate([kg * np.exp2((kt - latest[kc]) / half_life_ms),
+                           kg * np.exp2((kt - latest[ko]) / half_life_ms)])
+    key = np.concatenate([seq_pair, seq_pair])
+    order = np.lexsort((key, other, slot[row]))
+    row_s, other_s = slot[row][order], other[order]
+    if order.size:
+        starts = np.flatnonzero(np.concatenate([[True], (row_s[1:] != row_s[:-1]) | (other_s[1:] != other_s[:-1])]))
+        sums = np.add.reduceat(gain[order], starts)
+    else:
+        starts = np.zeros(0, dtype=np.int64)
+        sums = np.zeros(0, dtype=np.float64)
+    group_row = row_s[starts]
+    by_first = np.lexsort((key[order][starts], group_row))
+    indptr = np.concatenate([[0], np.cumsum(np.bincount(group_row, minlength=courses.size))]).astype(np.int64)
+    return (courses, latest[courses], pop, indptr, other_s[starts][by_first], sums[by_first])
+
+
 def top_k(scores: np.ndarray, k: int) -> np.ndarray:
     """Indices of the ``k`` largest scores, best first (ties by index)."""
     if k <= 0 or scores.size == 0:
@@ -451,3 +677,5 @@ def warm_up() -> None:
     pair_increments(0.0, 1.0, np.ones(2))
     row_similarities_batch(np.array([0, 2, 2]), np.array([0, 1]), np.ones(2), np.ones(2), np.ones(2), k=2)
     pair_increments_batch(np.zeros(1), np.ones(1), np.array([0, 2]), np.ones(2))
+    cooc_gains_batch(np.zeros(1, dtype=np.int64), np.ones(1, dtype=np.int64), np.zeros(1), np.ones(1),
+                     np.array([0, 2]), np.array([1, 2]), np.ones(2), 1.0, 3)

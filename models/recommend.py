@@ -27,6 +27,7 @@ import numpy as np
 
 from models.kernels import (
     MEASURES,
+    cooc_gains_batch,
     pair_increments_batch,
     row_similarities,
     row_similarities_batch,
@@ -103,22 +104,27 @@ class CoocRises:
     """The engagement rises of a batch of events, turned into row updates with one kernel call.
 
     :meth:`add` takes a snapshot of the user's other courses at the rise (call it right after the
-    event was applied to the state); :meth:`updates` returns, in the order of the rises, exactly
-    what :func:`cooc_updates` returns for each.
+    event was applied to the state); course ids are numbered per batch for the kernels.
+    :meth:`merged_updates` (the ingest agent) returns the batch's updates merged per course row
+    (:func:`models.kernels.cooc_gains_batch`); :meth:`updates` returns them per rise, in the order
+    of the rises, exactly what :func:`cooc_updates` returns for each.
     """
 
     def __init__(self, max_history: int = 20, window_ms: int = 90 * DAY_MS, completion: float = 0.9) -> None:
         self.max_history = max_history
         self.window_ms = window_ms
         self.completion = completion
-        self._rises: list[tuple[str, int, float, list[str]]] = []
+        self._ids: dict[str, int] = {}  # course id -> its number in this batch
+        self._course: list[int] = []
+        self._ts: list[int] = []
         self._old_w: list[float] = []
         self._new_w: list[float] = []
         self._offsets: list[int] = [0]
+        self._others: list[int] = []
         self._other_w: list[float] = []
 
     def __len__(self) -> int:
-        return len(self._rises)
+        return len(self._course)
 
     def add(self, state: UserState, course_id: str, old_level: int, new_level: int, ts: int) -> None:
         """A rise of the user's engagement with ``course_id`` (no-op unless ``new_level > old_level``)."""
@@ -131,10 +137,12 @@ class CoocRises:
         if len(others) > self.max_history:
             others.sort(key=lambda ce: ce[1][0], reverse=True)
             others = others[: self.max_history]
-        old_w, new_w = LEVEL_WEIGHTS[old_level], LEVEL_WEIGHTS[new_level]
-        self._rises.append((course_id, ts, new_w - old_w, [c for c, _ in others]))
-        self._old_w.append(old_w)
-        self._new_w.append(new_w)
+        ids = self._ids
+        self._course.append(ids.setdefault(course_id, len(ids)))
+        self._ts.append(ts)
+        self._old_w.append(LEVEL_WEIGHTS[old_level])
+        self._new_w.append(LEVEL_WEIGHTS[new_level])
+        self._others.extend([ids.setdefault(c, len(ids)) for c, _ in others])
         self._other_w.extend([LEVEL_WEIGHTS[engagement_level(e, self.completion)] for _, e in others])
         self._offsets.append(len(self._other_w))
 
@@ -143,17 +151,50 @@ class CoocRises:
         return (np.array(self._old_w, dtype=np.float64), np.array(self._new_w, dtype=np.float64),
                 np.array(self._offsets, dtype=np.int64), np.array(self._other_w, dtype=np.float64))
 
+    def gains_inputs(self) -> tuple[np.ndarray, ...]:
+        """``(course, ts, old_w, new_w, offsets, others, other_w)`` of :func:`models.kernels.cooc_gains_batch`
+        (course numbers index :attr:`names`)."""
+        return (np.array(self._course, dtype=np.int64), np.array(self._ts, dtype=np.int64),
+                np.array(self._old_w, dtype=np.float64), np.array(self._new_w, dtype=np.float64),
+                np.array(self._offsets, dtype=np.int64), np.array(self._others, dtype=np.int64),
+                np.array(self._other_w, dtype=np.float64))
+
+    @property
+    def names(self) -> list[str]:
+        """The batch's course ids by number."""
+        return list(self._ids)
+
+    def merged_updates(self, half_life_ms: float) -> list[RowUpdate]:
+        """The batch's row updates merged per course, with one kernel call: one :class:`RowUpdate`
+        per touched course (risen, or another course that gained), in order of first appearance,
+        at the course's latest ts in the batch with every gain re-based to it; pairs in order of
+        first appearance. Equal, up to rounding, to :meth:`updates` merged course by course."""
+        if not self._course:
+            return []
+        courses, ts, pop, indptr, other, gain = cooc_gains_batch(*self.gains_inputs(), half_life_ms, len(self._ids))
+        names = self.names
+        ptr = indptr.tolist()
+        other_ids = [names[o] for o in other.tolist()]
+        gains = gain.tolist()
+        return [
+            RowUpdate(names[c], t, p, tuple(zip(other_ids[ptr[s]:ptr[s + 1]], gains[ptr[s]:ptr[s + 1]], strict=True)))
+            for s, (c, t, p) in enumerate(zip(courses.tolist(), ts.tolist(), pop.tolist(), strict=True))
+        ]
+
     def updates(self) -> list[RowUpdate]:
-        """Row updates of every rise so far: one per rise, and one per other course that gained."""
-        if not self._rises:
+        """Row updates of every rise so far, not merged: one per rise, and one per other course that gained."""
+        if not self._course:
             return []
         gains = pair_increments_batch(*self.kernel_inputs()).tolist()
+        names = self.names
         out: list[RowUpdate] = []
         offsets = self._offsets
-        for r, (course_id, ts, pop_delta, names) in enumerate(self._rises):
-            pairs = tuple((c, g) for c, g in zip(names, gains[offsets[r]:offsets[r + 1]], strict=True) if g > 0)
-            out.append(RowUpdate(course_id, ts, pop_delta, pairs))
-            out.extend(RowUpdate(c, ts, 0.0, ((course_id, g),)) for c, g in pairs)
+        for r, (c, ts, old_w, new_w) in enumerate(zip(self._course, self._ts, self._old_w, self._new_w, strict=True)):
+            course_id = names[c]
+            lo, hi = offsets[r], offsets[r + 1]
+            pairs = tuple((names[o], g) for o, g in zip(self._others[lo:hi], gains[lo:hi], strict=True) if g > 0)
+            out.append(RowUpdate(course_id, ts, new_w - old_w, pairs))
+            out.extend(RowUpdate(o, ts, 0.0, ((course_id, g),)) for o, g in pairs)
         return out
 
 

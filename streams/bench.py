@@ -232,7 +232,7 @@ def _pipeline_batches(n_events: int, seed: int, tick_events: tuple[int, ...], in
 
     Simulator events are folded into user states as the ingest agent does (``CoocRises`` per
     batch of ``ingest_batch`` events, and of ``small_batch`` events: a 20 ms batch at 25 % load),
-    their row updates applied to co-occurrence rows (30-day half-life, as the worker), and every
+    their merged row updates applied to co-occurrence rows (30-day half-life, as the worker), and every
     ``tick_events[i]`` events the rows changed since the last tick are put in CSR form as
     ``publish_neighbours`` does. Returns per tick rate and batch size the size distribution and
     the kernel inputs of the median batch of the second half of the run (rows have grown by then).
@@ -247,7 +247,8 @@ def _pipeline_batches(n_events: int, seed: int, tick_events: tuple[int, ...], in
     states: dict[str, UserState] = {}
     dirty: dict[int, set[str]] = {t: set() for t in tick_events}
     ticks: dict[int, list[tuple[int, int, Any]]] = {t: [] for t in tick_events}  # (rows, nnz, csr)
-    batches: dict[int, list[tuple[int, int, Any]]] = {ingest_batch: [], small_batch: []}  # (rises, pairs, inputs)
+    # (rises, pairs, (pair_increments_batch inputs, cooc_gains_batch inputs, courses in the batch))
+    batches: dict[int, list[tuple[int, int, Any]]] = {ingest_batch: [], small_batch: []}
     pending: dict[int, CoocRises] = {b: CoocRises() for b in batches}
     for n, ev in enumerate(events, 1):
         course_id = getattr(ev, "course_id", None)
@@ -261,9 +262,9 @@ def _pipeline_batches(n_events: int, seed: int, tick_events: tuple[int, ...], in
             rises.add(state, course_id, old, new, ev.ts)
             if n % b == 0:
                 inputs = rises.kernel_inputs()
-                batches[b].append((len(rises), int(inputs[3].size), inputs))
+                batches[b].append((len(rises), int(inputs[3].size), (inputs, rises.gains_inputs(), len(rises.names))))
                 if b == ingest_batch:
-                    for update in rises.updates():
+                    for update in rises.merged_updates(rows._hl_ms):
                         rows.apply(update)
                         for d in dirty.values():
                             d.add(update.course_id)
@@ -287,7 +288,7 @@ def _pipeline_batches(n_events: int, seed: int, tick_events: tuple[int, ...], in
         return {"count": len(samples), f"{a}_median": float(np.median(xs)), f"{a}_max": float(xs.max()),
                 f"{b}_median": float(np.median(ys)), f"{b}_max": float(ys.max())}
 
-    out: dict[str, Any] = {"events": len(events), "ticks": {}, "ingest_batches": {}}
+    out: dict[str, Any] = {"events": len(events), "half_life_ms": rows._hl_ms, "ticks": {}, "ingest_batches": {}}
     for t, samples in ticks.items():
         if samples:
             out["ticks"][t] = {**summary(samples, "rows", "entries"), "timed": median_of_late(samples)}
@@ -304,7 +305,8 @@ def bench_kernels(quick: bool = False, *, min_time: float | None = None, repeat:
     ``speedup`` = NumPy time / kernel time (> 1: the kernel is faster). Returns per kernel the
     sizes with ``kernel_us``, ``core_us``, ``numpy_us``, ``speedup``, ``core_speedup`` and
     ``min_speedup``; ``pure_python`` at one size per kernel. The batch kernels
-    (``row_similarities_batch`` per neighbour tick, ``pair_increments_batch`` per ingest batch) are
+    (``row_similarities_batch`` per neighbour tick, ``cooc_gains_batch`` and ``pair_increments_batch``
+    per ingest batch) are
     timed on batches measured under simulator traffic (:func:`_pipeline_batches`, sizes and where
     they come from in ``size_source``), the row batch also on a larger synthetic catalogue.
     ``min_speedup`` and where it is are over ``pipeline_kernels``, the kernels the pipeline calls.
@@ -426,33 +428,48 @@ def bench_kernels(quick: bool = False, *, min_time: float | None = None, repeat:
                         "the second half is timed; plus one synthetic larger-catalogue tick"),
         "ticks": {str(t): {k: v for k, v in tick.items() if k != "timed"} for t, tick in measured["ticks"].items()},
     }
-    pair_batches = []
+    pair_batches, gain_batches = [], []
+    hl = measured["half_life_ms"]
     for b, batch in measured["ingest_batches"].items():
-        rises, n_pairs, (old_w, new_w, offsets, other_w) = batch["timed"]
+        rises, n_pairs, ((old_w, new_w, offsets, other_w), gains_in, n_courses) = batch["timed"]
+        what = "a full batch" if b == ingest_batch else "a 20 ms batch at ~25 % load"
+        source = f"simulator, ingest batch of {b} events ({what}; median batch)"
         fig = timed(
             lambda a=(old_w, new_w, offsets, other_w): K.pair_increments_batch(*a),
             lambda a=(old_w, new_w, offsets, other_w): K._pair_increments_batch(*a),
             lambda a=(old_w, new_w, offsets, other_w): K.pair_increments_batch_numpy(*a),
         )
-        what = "a full batch" if b == ingest_batch else "a 20 ms batch at ~25 % load"
-        pair_batches.append({"source": f"simulator, ingest batch of {b} events ({what}; median batch)",
-                             "events": b, "rises": rises, "pairs": n_pairs, **fig})
+        pair_batches.append({"source": source, "events": b, "rises": rises, "pairs": n_pairs, **fig})
+        fig = timed(
+            lambda a=gains_in, n=n_courses: K.cooc_gains_batch(*a, hl, n),
+            lambda a=gains_in, n=n_courses: K._cooc_gains_batch(*a, hl, n),
+            lambda a=gains_in, n=n_courses: K.cooc_gains_batch_numpy(*a, hl, n),
+        )
+        touched = int(K.cooc_gains_batch(*gains_in, hl, n_courses)[0].size)
+        gain_batches.append({"source": source, "events": b, "rises": rises, "pairs": n_pairs, "courses": n_courses,
+                             "rows_out": touched, **fig})
+    batch_source = (f"{measured['events']} simulator events in consecutive batches of {ingest_batch} "
+                    f"(Settings.ingest_batch) and of {SMALL_INGEST_BATCH} events; every engagement rise "
+                    "of a batch against the user's <= 20 recent other courses; median batch of the second half")
+    batch_sizes = {str(b): {k: v for k, v in batch.items() if k != "timed"}
+                   for b, batch in measured["ingest_batches"].items()}
+    out["cooc_gains_batch"] = {
+        "sizes": gain_batches, "min_speedup": min(r["speedup"] for r in gain_batches),
+        "size_source": batch_source + "; gains merged per course row (30-day half-life)", "batches": batch_sizes,
+    }
     out["pair_increments_batch"] = {
         "sizes": pair_batches, "min_speedup": min(r["speedup"] for r in pair_batches),
-        "size_source": (f"{measured['events']} simulator events in consecutive batches of {ingest_batch} "
-                        f"(Settings.ingest_batch) and of {SMALL_INGEST_BATCH} events; every engagement rise "
-                        "of a batch against the user's <= 20 recent other courses; median batch of the second half"),
-        "batches": {str(b): {k: v for k, v in batch.items() if k != "timed"}
-                    for b, batch in measured["ingest_batches"].items()},
+        "size_source": batch_source, "batches": batch_sizes,
     }
 
     pipeline = {
         "row_similarities_batch": "agents.accumulate_similarity.publish_neighbours: once per tick, all changed rows",
-        "pair_increments_batch": "agents.ingest.process_batch (CoocRises): once per input batch, all rises",
+        "cooc_gains_batch": "agents.ingest.process_batch (CoocRises.merged_updates): once per input batch, "
+                            "all rises, merged per course row",
         "score_candidates": "models.recommend.Ranker.recommend: once per recommendation",
     }
     size_keys = {"row_similarities": "n", "score_candidates": "n_items", "pair_increments": "n",
-                 "row_similarities_batch": "entries", "pair_increments_batch": "pairs"}
+                 "row_similarities_batch": "entries", "pair_increments_batch": "pairs", "cooc_gains_batch": "pairs"}
     worst = min(((name, r) for name in pipeline for r in out[name]["sizes"]), key=lambda nr: nr[1]["speedup"])
     size_key = size_keys[worst[0]]
     out["pure_python"] = python
@@ -460,6 +477,8 @@ def bench_kernels(quick: bool = False, *, min_time: float | None = None, repeat:
     out["not_in_min"] = {
         "row_similarities": "one row per call: CooccurrenceRows.neighbours, no longer on a per-tick path",
         "pair_increments": "one rise per call: no caller left (cooc_updates and CoocRises use the batch kernel)",
+        "pair_increments_batch": ("gains only, not merged: cooc_updates (offline evaluator, one rise per call) "
+                                  "and CoocRises.updates; the ingest agent calls cooc_gains_batch"),
     }
     out["min_speedup"] = worst[1]["speedup"]
     out["min_speedup_at"] = f"{worst[0]} {size_key}={worst[1][size_key]}"
@@ -1830,7 +1849,8 @@ def table_rows(result: dict[str, Any]) -> list[tuple[str, str, str]]:
             continue
         sizes = ", ".join(f"{r[size_key]}: {r['speedup']:.1f}×" for r in k["sizes"])
         rows.append(("kernels", f"(f) {name} vs NumPy ({size_key}: speedup)", sizes))
-    for name, unit in (("row_similarities_batch", "rows×entries"), ("pair_increments_batch", "rises×pairs")):
+    for name, unit in (("row_similarities_batch", "rows×entries"), ("cooc_gains_batch", "rises×pairs"),
+                       ("pair_increments_batch", "rises×pairs")):
         k = kernels.get(name)
         if not k:
             continue

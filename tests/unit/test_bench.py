@@ -48,7 +48,8 @@ def test_kernels_cover_each_kernel_at_the_pipeline_sizes(kernels: dict) -> None:
 
 
 def test_batch_kernels_are_timed_on_measured_pipeline_batches(kernels: dict) -> None:
-    for name, keys in (("row_similarities_batch", ("rows", "entries")), ("pair_increments_batch", ("rises", "pairs"))):
+    for name, keys in (("row_similarities_batch", ("rows", "entries")), ("cooc_gains_batch", ("rises", "pairs")),
+                       ("pair_increments_batch", ("rises", "pairs"))):
         part = kernels[name]
         assert part["size_source"] and part["sizes"]
         for row in part["sizes"]:
@@ -58,11 +59,13 @@ def test_batch_kernels_are_timed_on_measured_pipeline_batches(kernels: dict) -> 
             assert row["speedup"] == pytest.approx(row["numpy_us"] / row["kernel_us"])
         assert part["min_speedup"] == min(row["speedup"] for row in part["sizes"])
     assert set(kernels["row_similarities_batch"]["ticks"]) == {"400", "1600"}
+    assert [row["events"] for row in kernels["cooc_gains_batch"]["sizes"]] == [500, 8]
 
 
 def test_min_speedup_is_over_the_kernels_the_pipeline_calls(kernels: dict) -> None:
     pipeline = kernels["pipeline_kernels"]
-    assert set(pipeline) == {"row_similarities_batch", "pair_increments_batch", "score_candidates"}
+    assert set(pipeline) == {"row_similarities_batch", "cooc_gains_batch", "score_candidates"}
+    assert "pair_increments_batch" in kernels["not_in_min"]
     assert not set(pipeline) & set(kernels["not_in_min"])
     assert kernels["min_speedup"] == min(kernels[name]["min_speedup"] for name in pipeline)
     assert kernels["min_speedup_at"].split()[0] in pipeline

@@ -10,6 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from models.kernels import (
+    cooc_gains_batch,
+    cooc_gains_batch_numpy,
     pair_increments,
     pair_increments_batch,
     pair_increments_batch_numpy,
@@ -27,6 +29,7 @@ from models.recommend import (
     LEVEL_WEIGHTS,
     CooccurrenceRows,
     CoocRises,
+    RowUpdate,
     cooc_updates,
     engagement_level,
     inflation,
@@ -223,6 +226,8 @@ def test_incremental_cooccurrence_equals_batch_after_every_event(steps):
     ts = 1_767_225_600_000
     states: dict[str, UserState] = {}
     rows = CooccurrenceRows(half_life_days=1e9)  # no decay within the run: compare plain sums
+    batched = CooccurrenceRows(half_life_days=1e9)
+    batch = CoocRises(max_history=100)
     scale = inflation(ts, 1e9 * 86_400_000)
     for n, (u, c, action) in enumerate(steps):
         uid, cid = f"u{u}", f"c{c}"
@@ -238,11 +243,21 @@ def test_incremental_cooccurrence_equals_batch_after_every_event(steps):
         new = engagement_level(state.courses.get(cid))
         for update in cooc_updates(state, cid, old, new, ts + n, max_history=100):
             rows.apply(update)
+        batch.add(state, cid, old, new, ts + n)
+        if n % 5 == 4 or n == len(steps) - 1:  # the ingest path: a batch's rises merged by the fused kernel
+            for update in batch.merged_updates(1e9 * 86_400_000):
+                batched.apply(update)
+            batch = CoocRises(max_history=100)
         histories = {s.user_id: {c: engagement_level(e) for c, e in s.courses.items()} for s in states.values()}
         co, pop = _batch_cooccurrence(histories)
         got_co = {(a, b): v / scale for a, row in rows.rows.items() for b, v in row.items() if v}
         assert got_co == pytest.approx({k: v for k, v in co.items() if v})
         assert {c: v / scale for c, v in rows.pop.items() if v} == pytest.approx({c: v for c, v in pop.items() if v})
+        if n % 5 == 4 or n == len(steps) - 1:
+            assert {(a, b): v / scale for a, row in batched.rows.items() for b, v in row.items() if v} == \
+                pytest.approx({k: v for k, v in co.items() if v})
+            assert {c: v / scale for c, v in batched.pop.items() if v} == \
+                pytest.approx({c: v for c, v in pop.items() if v})
 
 
 @settings(max_examples=60, deadline=None)
@@ -266,3 +281,155 @@ def test_cooc_rises_of_a_batch_equal_per_event_updates(steps):
         expected.extend(cooc_updates(state, cid, old, new, ts + n, max_history=3))
         rises.add(state, cid, old, new, ts + n)
     assert rises.updates() == expected
+
+
+# ---------------------------------------------------------------------------------------------
+# the fused co-occurrence kernel of an ingest batch
+
+HL_MS = 30 * 86_400_000
+
+
+def _merge_per_course(updates: list[RowUpdate], half_life_ms: float) -> list[RowUpdate]:
+    """The merge the ingest agent did in Python before the fused kernel (``_Gains``), as it was:
+    per course in order of first appearance, earlier sums re-based whenever a later ts arrives."""
+    merged: dict[str, list] = {}  # course -> [ts, pop, pairs]
+    for u in updates:
+        g = merged.setdefault(u.course_id, [0, 0.0, {}])
+        if u.ts > g[0]:
+            factor = 2.0 ** ((g[0] - u.ts) / half_life_ms) if g[0] else 1.0
+            g[1] *= factor
+            for k in g[2]:
+                g[2][k] *= factor
+            g[0] = u.ts
+        factor = 2.0 ** ((u.ts - g[0]) / half_life_ms)
+        g[1] += u.pop_delta * factor
+        for other, gain in u.pairs:
+            g[2][other] = g[2].get(other, 0.0) + gain * factor
+    return [RowUpdate(c, ts, pop, tuple(pairs.items())) for c, (ts, pop, pairs) in merged.items()]
+
+
+def _assert_same_updates(got: list[RowUpdate], expected: list[RowUpdate]) -> None:
+    """Same courses, ts and pairs in the same order; values equal up to 1e-12 relative."""
+    assert [(u.course_id, u.ts, [o for o, _ in u.pairs]) for u in got] == \
+        [(u.course_id, u.ts, [o for o, _ in u.pairs]) for u in expected]
+    for u, e in zip(got, expected, strict=True):
+        assert u.pop_delta == pytest.approx(e.pop_delta, rel=1e-12, abs=0.0)
+        assert [g for _, g in u.pairs] == pytest.approx([g for _, g in e.pairs], rel=1e-12, abs=0.0)
+
+
+def _random_rises(rng: np.random.Generator, rises: int, n_courses: int, max_others: int, ts_spread: int):
+    """Kernel inputs: repeated courses, out-of-order ts, rises without others, a course both risen and other."""
+    course = rng.integers(0, n_courses, rises)
+    ts = 1_767_225_600_000 + rng.integers(-ts_spread, ts_spread + 1, rises)
+    levels = np.sort(rng.choice(4, size=(rises, 2), replace=True), axis=1)
+    levels[:, 1] = np.maximum(levels[:, 1], levels[:, 0] + 1).clip(max=3)
+    levels[:, 0] = np.minimum(levels[:, 0], levels[:, 1] - 1)
+    old_w = np.array(LEVEL_WEIGHTS)[levels[:, 0]]
+    new_w = np.array(LEVEL_WEIGHTS)[levels[:, 1]]
+    others, other_w, offsets = [], [], [0]
+    for c in course:
+        pool = np.delete(np.arange(n_courses), c)
+        m = rng.integers(0, min(max_others, pool.size) + 1) * (rng.random() > 0.2)
+        others.extend(rng.permutation(pool)[:m])
+        other_w.extend(rng.choice(LEVEL_WEIGHTS[1:], size=m))
+        offsets.append(len(others))
+    return (course, ts, old_w, new_w, np.array(offsets), np.array(others, dtype=np.int64), np.array(other_w))
+
+
+def _as_updates(out, names: list[str]) -> list[RowUpdate]:
+    courses, ts, pop, indptr, other, gain = out
+    return [RowUpdate(names[c], int(ts[s]), float(pop[s]),
+                      tuple((names[o], float(g)) for o, g in zip(other[indptr[s]:indptr[s + 1]],
+                                                                 gain[indptr[s]:indptr[s + 1]], strict=True)))
+            for s, c in enumerate(courses)]
+
+
+def _per_rise_updates(inputs, names: list[str]) -> list[RowUpdate]:
+    course, ts, old_w, new_w, offsets, others, other_w = inputs
+    gains = pair_increments_batch(old_w, new_w, offsets, other_w)
+    out = []
+    for r in range(course.size):
+        lo, hi = offsets[r], offsets[r + 1]
+        pairs = tuple((names[o], float(g)) for o, g in zip(others[lo:hi], gains[lo:hi], strict=True) if g > 0)
+        out.append(RowUpdate(names[course[r]], int(ts[r]), float(new_w[r] - old_w[r]), pairs))
+        out.extend(RowUpdate(o, int(ts[r]), 0.0, ((names[course[r]], g),)) for o, g in pairs)
+    return out
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.integers(0, 60), st.integers(2, 25), st.integers(0, 20), st.sampled_from([0, 5, 86_400_000 * 40]),
+       st.integers(0, 2**31 - 1))
+def test_cooc_gains_batch_matches_numpy_and_the_per_rise_merge(rises, n_courses, max_others, ts_spread, seed):
+    inputs = _random_rises(np.random.default_rng(seed), rises, n_courses, max_others, ts_spread)
+    got = cooc_gains_batch(*inputs, HL_MS, n_courses)
+    ref = cooc_gains_batch_numpy(*inputs, HL_MS, n_courses)
+    for a, b in zip(got, ref, strict=True):
+        assert a.dtype == b.dtype
+        if a.dtype == np.int64:
+            np.testing.assert_array_equal(a, b)
+        else:
+            np.testing.assert_allclose(a, b, rtol=1e-12, atol=0.0)
+    names = [f"c{i}" for i in range(n_courses)]
+    _assert_same_updates(_as_updates(got, names), _merge_per_course(_per_rise_updates(inputs, names), HL_MS))
+    assert (got[4] != np.repeat(got[0], np.diff(got[3]))).all()  # never a pair with itself
+    assert (got[5] > 0).all()
+
+
+def test_cooc_gains_batch_edge_cases():
+    empty = cooc_gains_batch([], [], [], [], [0], [], [], HL_MS)
+    assert all(a.size == 0 for a in (*empty[:3], *empty[4:])) and empty[3].tolist() == [0]
+    ts0 = 1_767_225_600_000
+    # course 0 rises twice (the later one first), course 1 is risen once and an "other" twice;
+    # every pair gains 1, the rises at T count half at the courses' latest ts T + one half-life
+    inputs = ([0, 1, 0], [ts0 + HL_MS, ts0, ts0], [0.0, 1.0, 1.0], [1.0, 2.0, 3.0], [0, 1, 2, 3], [1, 0, 1],
+              [1.0, 3.0, 2.0])
+    courses, ts, pop, indptr, other, gain = cooc_gains_batch(*inputs, HL_MS)
+    assert courses.tolist() == [0, 1] and ts.tolist() == [ts0 + HL_MS, ts0 + HL_MS]
+    assert pop.tolist() == [1.0 + 2.0 * 0.5, 1.0 * 0.5]
+    assert indptr.tolist() == [0, 1, 2] and other.tolist() == [1, 0]
+    assert gain.tolist() == [1.0 + 0.5 + 0.5, 1.0 + 0.5 + 0.5]
+    for a, b in zip((courses, ts, pop, indptr, other, gain), cooc_gains_batch_numpy(*inputs, HL_MS), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-12)
+    none_gain = cooc_gains_batch([0], [ts0], [2.0], [3.0], [0, 2], [1, 2], [1.0, 2.0], HL_MS)  # others <= old_w
+    assert none_gain[0].tolist() == [0] and none_gain[3].tolist() == [0, 0] and none_gain[2].tolist() == [1.0]
+
+
+def test_cooc_gains_batch_rejects_bad_arguments():
+    with pytest.raises(ValueError, match="offsets"):
+        cooc_gains_batch([0], [1], [0.0], [1.0], [0, 3], [1, 2], [1.0, 2.0], HL_MS)
+    with pytest.raises(ValueError, match="rises"):
+        cooc_gains_batch([0], [1], [2.0], [1.0], [0, 1], [1], [1.0], HL_MS)
+    with pytest.raises(ValueError, match="own course"):
+        cooc_gains_batch([0], [1], [0.0], [1.0], [0, 1], [0], [1.0], HL_MS)
+    with pytest.raises(ValueError, match="range"):
+        cooc_gains_batch([0], [1], [0.0], [1.0], [0, 1], [5], [1.0], HL_MS, 3)
+    with pytest.raises(ValueError, match="half_life"):
+        cooc_gains_batch([0], [1], [0.0], [1.0], [0, 1], [1], [1.0], 0.0)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 4), st.integers(0, 6), st.integers(0, 3), st.integers(-3, 3)),
+                min_size=1, max_size=60), st.integers(1, 3))
+def test_cooc_rises_merged_updates_equal_the_per_rise_updates_merged(steps, max_history):
+    """The ingest agent's path (CoocRises.merged_updates, one fused kernel call) == the per-rise
+    updates (CoocRises.updates, as cooc_updates gives them event by event) merged per course as
+    the agent did before, on events whose ts go back and forth by up to 3 half-lives."""
+    ts0 = 1_767_225_600_000
+    states: dict[str, UserState] = {}
+    rises = CoocRises(max_history=max_history)
+    expected = []
+    for n, (u, c, action, dt) in enumerate(steps):
+        uid, cid, ts = f"u{u}", f"c{c}", ts0 + dt * HL_MS + n
+        state = states.setdefault(uid, UserState(uid))
+        old = engagement_level(state.courses.get(cid))
+        state.apply(View(event_id=f"e{n}", user_id=uid, ts=ts, schema_version=1, course_id=cid,
+                         lesson_id="l", watch_seconds=1.0, progress=(0.2, 0.5, 0.95, 0.95)[action]))
+        if action == 3:
+            state.apply(Purchase(event_id=f"p{n}", user_id=uid, ts=ts, schema_version=1, amount=1.0,
+                                 currency="CNY", order_id=f"o{n}", course_id=cid))
+        new = engagement_level(state.courses.get(cid))
+        expected.extend(cooc_updates(state, cid, old, new, ts, max_history=max_history))
+        rises.add(state, cid, old, new, ts)
+    assert rises.updates() == expected
+    _assert_same_updates(rises.merged_updates(HL_MS), _merge_per_course(expected, HL_MS))
+    assert CoocRises().merged_updates(HL_MS) == []

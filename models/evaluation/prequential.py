@@ -232,10 +232,19 @@ class PrequentialEvaluator:
             self._pop_order = [c for c, _ in sorted(self._engaged.items(), key=lambda kv: (-kv[1], kv[0]))]
         return self._pop_order
 
-    def _snapshot(self, user: str, state: UserState, t: int) -> None:
-        """Record a risk for evaluation; with labels, queue the example for learning later."""
-        x = churn_features(state, t)
-        risk = self.scorer(user, state, t) if self.scorer else self.churn.classifier.predict_proba(x)
+    def _snapshot(self, user: str, state: UserState, t: int, x: dict[str, float] | None = None,
+                  risk: float | None = None) -> None:
+        """Record a risk for evaluation; with labels, queue the example for learning later.
+
+        ``x`` and ``risk``: the user's features at ``t`` and the churn model's risk from them,
+        when already computed (by the silence check), else computed here.
+        """
+        if x is None:
+            x = churn_features(state, t)
+        if self.scorer:
+            risk = self.scorer(user, state, t)
+        elif risk is None:
+            risk = self.churn.classifier.predict_proba(x)
         self.r.snapshots.append((user, t, risk))
         self._queue_label(user, t, x)
 
@@ -271,10 +280,13 @@ class PrequentialEvaluator:
         self.labels.advance(t)
         self._learn_resolved(t)
         scored: list[tuple[str, int, float]] = []
-        for a in self.retention.on_watermark(t, self.states.get, scored=scored):
+        features: list[dict[str, float]] = []
+        for a in self.retention.on_watermark(t, self.states.get, scored=scored, scored_features=features):
             self.r.alerts.append((a.user_id, a.at, a.risk))
-        for user, at, _ in scored:
-            self._snapshot(user, self.states[user], at)
+        # the silence check scored these users with the churn model, from these features, and
+        # the model has not learned since: the same snapshot as computing both again
+        for (user, at, risk), x in zip(scored, features, strict=True):
+            self._snapshot(user, self.states[user], at, x, risk)
 
     # -- metrics -----------------------------------------------------------------------------
 

@@ -314,6 +314,10 @@ class UserState:
 _USER_FIELDS = tuple(f.name for f in fields(UserState))
 
 
+#: the default rules (frozen): one instance instead of a new one per profile
+_DEFAULT_RULES = SegmentRules()
+
+
 def rfm_scores(recency_days: float, purchases: int, spend: float, avg_ltv: float) -> str:
     """Recency, frequency and monetary scores 1..5 (5 best) as a 3-character string.
 
@@ -340,7 +344,7 @@ def build_profile(
     extra: dict[str, Any] | None = None,
 ) -> UserProfile:
     """The published profile of a user as of the partition's watermark."""
-    rules = rules or SegmentRules()
+    rules = rules or _DEFAULT_RULES
     now = max(watermark_ms, state.last_ts)
     recency_days = max(0.0, (watermark_ms - state.last_ts) / DAY_MS)
     tenure_days = max(0.0, (now - state.first_ts) / DAY_MS)

@@ -383,13 +383,17 @@ class Ranker:
         affinity = np.array(aff)
         if max(aff) > 0:  # weights are >= 0: the sum is > 0 exactly when the largest is
             affinity /= affinity.max()
-        cat_aff = np.where(cats >= 0, affinity[cats], 0.0)
+        cat_aff = affinity[cats]  # cat -1 reads the spare slot, 0.0
         popular = self.w_popular * cat_aff * pop_norm
         published = index.published[:n_items]
         is_new = (published > now - self.new_days * DAY_MS) & (published <= now)
-        new = self.w_new * is_new * np.maximum(cat_aff, 0.2)
         similar = self.w_similar * cf
-        total = similar + popular + new + trending
+        if is_new.any():
+            new = self.w_new * is_new * np.maximum(cat_aff, 0.2)
+            total = similar + popular + new + trending
+        else:  # no new course: the new part is all +0.0, which adds nothing to a score > 0
+            new = None
+            total = similar + popular + trending
 
         blocked = published > now
         seen = [i for i in map(pos.get, (*state.courses, *state.owned)) if i is not None]
@@ -407,7 +411,8 @@ class Ranker:
                 continue
             per_cat[c] = per_cat.get(c, 0) + 1
             chosen.append((index.ids[i], round(t, 6), self._reason(
-                index, i, float(similar[i]), float(popular[i]), float(new[i]), float(trending[i]),
+                index, i, float(similar[i]), float(popular[i]), 0.0 if new is None else float(new[i]),
+                float(trending[i]),
                 int(reason_of[i]), items, levels)))
             if len(chosen) == self.n:
                 break

@@ -34,6 +34,9 @@ from schemas.events import Course, Purchase, View
 
 __all__ = ["EvalConfig", "LabelFeed", "PrequentialEvaluator", "popularity_top"]
 
+#: the event types that name a course
+_COURSE_EVENTS = (View, Purchase)
+
 log = logging.getLogger(__name__)
 
 
@@ -186,7 +189,7 @@ class PrequentialEvaluator:
         state = self.states.get(user)
         if state is None:
             state = self.states[user] = UserState(user)
-        course = ev.course_id if isinstance(ev, View | Purchase) else None
+        course = ev.course_id if isinstance(ev, _COURSE_EVENTS) else None
 
         # -- test: a discovery is the first touch of a course the user never touched
         if course is not None and course not in state.courses and course not in state.owned:

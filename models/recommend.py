@@ -404,16 +404,18 @@ class Ranker:
         chosen: list[tuple[str, float, str]] = []
         per_cat: dict[int, int] = {}
         top = top_k(total, self.n * 4)
-        for i, t, c in zip(top.tolist(), total[top].tolist(), cats[top].tolist(), strict=True):
+        # the candidates' parts as Python numbers, in one conversion per array
+        parts = zip(top.tolist(), total[top].tolist(), cats[top].tolist(), similar[top].tolist(),
+                    popular[top].tolist(), [0.0] * len(top) if new is None else new[top].tolist(),
+                    trending[top].tolist(), reason_of[top].tolist(), strict=True)
+        for i, t, c, sim_i, pop_i, new_i, trend_i, src in parts:
             if not math.isfinite(t) or t <= 0:
                 break
             if per_cat.get(c, 0) >= self.per_category and c >= 0:
                 continue
             per_cat[c] = per_cat.get(c, 0) + 1
-            chosen.append((index.ids[i], round(t, 6), self._reason(
-                index, i, float(similar[i]), float(popular[i]), 0.0 if new is None else float(new[i]),
-                float(trending[i]),
-                int(reason_of[i]), items, levels)))
+            chosen.append((index.ids[i], round(t, 6),
+                           self._reason(index, i, sim_i, pop_i, new_i, trend_i, src, items, levels)))
             if len(chosen) == self.n:
                 break
         return chosen

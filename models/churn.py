@@ -167,28 +167,28 @@ def churn_feature_rows(
         per_week = sessions / (1.0 if weeks < 1.0 else weeks)
         trend = ratio / _STEADY_RATIO
         trend = trend if trend > 0.0 else 0.0
-        values = (
-            recency,
-            math.log1p(tenure_days),
-            per_week,
-            math.log1p(recency),
-            math.log1p(recency * per_week / 7.0),
-            events_log,
-            math.log1p((0.0 if ws < 0.0 else ws) / 3600.0),
-            math.log1p((0.0 if wl < 0.0 else wl) / 3600.0),
-            float(trend if trend < _TREND_MAX else _TREND_MAX),
-            watch_per_session,
-            completion_rate,
-            purchases_log,
-            since_purchase,
-            has_plan,
-            shares_log,
-            math.log1p(0.0 if activity < 0.0 else activity),
-            loyalty_log,
-        )
-        if not math.isfinite(sum(values)):  # a sum of finite values is finite or inf
-            values = tuple(_finite(v) for v in values)
-        rows.append(dict(zip(FEATURE_NAMES, values, strict=True)))
+        x = {  # the keys in FEATURES order (snapshots store the values as a tuple)
+            "recency_days": recency,
+            "tenure_log": math.log1p(tenure_days),
+            "sessions_per_week": per_week,
+            "recency_log": math.log1p(recency),
+            "silence_ratio": math.log1p(recency * per_week / 7.0),
+            "events_log": events_log,
+            "watch_short": math.log1p((0.0 if ws < 0.0 else ws) / 3600.0),
+            "watch_long": math.log1p((0.0 if wl < 0.0 else wl) / 3600.0),
+            "watch_trend": float(trend if trend < _TREND_MAX else _TREND_MAX),
+            "watch_per_session": watch_per_session,
+            "completion_rate": completion_rate,
+            "purchases_log": purchases_log,
+            "days_since_purchase": since_purchase,
+            "has_plan": has_plan,
+            "shares_log": shares_log,
+            "activity_log": math.log1p(0.0 if activity < 0.0 else activity),
+            "loyalty_log": loyalty_log,
+        }
+        if not math.isfinite(sum(x.values())):  # a sum of finite values is finite or inf
+            x = {k: _finite(v) for k, v in x.items()}
+        rows.append(x)
     return rows
 
 

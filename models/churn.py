@@ -25,9 +25,9 @@ import math
 from collections.abc import Iterable, Mapping
 from typing import Any, TypeVar
 
-from river import drift, linear_model, metrics, optim, preprocessing, tree
+from river import compose, drift, linear_model, metrics, optim, preprocessing, tree
 
-from models.profile import DAY_MS, LONG_HL_DAYS, SHORT_HL_DAYS, UserState, build_profile
+from models.profile import DAY_MS, LONG_HL_DAYS, SHORT_HL_DAYS, UserState
 
 __all__ = [
     "FEATURES",
@@ -36,6 +36,7 @@ __all__ = [
     "DelayedLabels",
     "OnlineClassifier",
     "RepurchaseModel",
+    "churn_feature_rows",
     "churn_features",
     "clone",
 ]
@@ -90,47 +91,105 @@ def _finite(v: float) -> float:
     return float(v) if math.isfinite(v) else 0.0
 
 
+_LN2 = math.log(2.0)
+
+
 def churn_features(state: UserState, now: int, avg_ltv: float = 0.0) -> dict[str, float]:
     """The user's features as of event time ``now`` (see :data:`FEATURES`); finite floats only.
 
     ``avg_ltv`` is the partition's mean spend of paying users (``PartitionStats.avg_ltv``); with
     0 the loyalty feature is 0. Does not modify ``state``.
     """
-    profile = build_profile(state, now, avg_ltv)
-    ws, wl, es, el = state.activity_at(now)
-    if wl > 1.0:
-        ratio = ws / wl
-    elif el > 1e-9:
-        ratio = es / el
-    else:
-        ratio = 0.0
-    tenure_days = profile.tenure_days
+    return churn_feature_rows(state, (now,), avg_ltv)[0]
+
+
+def churn_feature_rows(
+    state: UserState, times: Iterable[int], avg_ltv: float = 0.0
+) -> list[dict[str, float]]:
+    """:func:`churn_features` at each event time of ``times``, computing the parts that do not
+    depend on the time once (same values, bit for bit, as one call per time).
+
+    The profile figures are those of :func:`models.profile.build_profile` (rounded as published)
+    without building the profile.
+    """
+    # the time-invariant parts
     sessions = max(state.sessions, 0)
-    if state.last_purchase_ts > 0:
-        since_purchase = min(PURCHASE_CAP_DAYS, max(0.0, (now - state.last_purchase_ts) / DAY_MS))
-    else:
-        since_purchase = PURCHASE_CAP_DAYS
-    x = {
-        "recency_days": min(RECENCY_CAP_DAYS, profile.recency_days),
-        "tenure_log": math.log1p(tenure_days),
-        "sessions_per_week": sessions / max(tenure_days / 7.0, 1.0),
-        "recency_log": math.log1p(min(RECENCY_CAP_DAYS, profile.recency_days)),
-        "silence_ratio": math.log1p(min(RECENCY_CAP_DAYS, profile.recency_days)
-                                    * (sessions / max(tenure_days / 7.0, 1.0)) / 7.0),
-        "events_log": math.log1p(max(0, state.views + state.purchases + state.shares)),
-        "watch_short": math.log1p(max(ws, 0.0) / 3600.0),
-        "watch_long": math.log1p(max(wl, 0.0) / 3600.0),
-        "watch_trend": min(_TREND_MAX, max(0.0, ratio / _STEADY_RATIO)),
-        "watch_per_session": math.log1p(max(state.watch_s, 0.0) / 60.0 / max(sessions, 1)),
-        "completion_rate": min(1.0, max(state.completed, 0) / max(len(state.courses), 1)),
-        "purchases_log": math.log1p(max(state.purchases, 0)),
-        "days_since_purchase": since_purchase,
-        "has_plan": 1.0 if state.plan else 0.0,
-        "shares_log": math.log1p(max(state.shares, 0)),
-        "activity_log": math.log1p(max(profile.activity, 0.0)),
-        "loyalty_log": math.log1p(max(profile.loyalty, 0.0)),
-    }
-    return {k: _finite(v) for k, v in x.items()}
+    last_ts, first_ts = state.last_ts, state.first_ts
+    hours = state.watch_s / 3600.0
+    purchases, spend = state.purchases, state.spend
+    loyalty = purchases * spend * hours / avg_ltv if avg_ltv > 0 else 0.0
+    loyalty_log = math.log1p(max(round(loyalty, 4), 0.0))
+    activity_sum = state.sessions + hours + purchases + state.shares
+    events_log = math.log1p(max(0, state.views + purchases + state.shares))
+    watch_per_session = math.log1p(max(state.watch_s, 0.0) / 60.0 / max(sessions, 1))
+    completion_rate = min(1.0, max(state.completed, 0) / max(len(state.courses), 1))
+    purchases_log = math.log1p(max(purchases, 0))
+    has_plan = 1.0 if state.plan else 0.0
+    shares_log = math.log1p(max(state.shares, 0))
+    last_purchase_ts = state.last_purchase_ts
+    decay_ts = state.decay_ts
+    w_short, w_long = state.watch_short, state.watch_long
+    e_short, e_long = state.events_short, state.events_long
+    rows = []
+    # min(c, v) is written ``v if v < c else c`` and max(v, c) ``c if v < c else v``: the same
+    # value as the builtins for every float, without a call
+    for now in times:
+        # build_profile's recency, tenure and activity (rounded as in the profile)
+        d = (now - last_ts) / DAY_MS
+        recency = round(d, 3) if d > 0.0 else 0.0
+        recency = recency if recency < RECENCY_CAP_DAYS else RECENCY_CAP_DAYS
+        t = ((now if now >= last_ts else last_ts) - first_ts) / DAY_MS
+        if not t > 0.0:
+            t = 0.0
+        tenure_days = round(t, 3)
+        activity = round(activity_sum / (t if t > 1.0 else 1.0), 4)
+        # UserState.activity_at(now)
+        dt = now - decay_ts
+        if dt > 0:
+            days = dt / DAY_MS
+            fs, fl = 2.0 ** (-days / SHORT_HL_DAYS), 2.0 ** (-days / LONG_HL_DAYS)
+            ws, wl, es, el = w_short * fs, w_long * fl, e_short * fs, e_long * fl
+        else:  # factors of exactly 1.0
+            ws, wl, es, el = w_short, w_long, e_short, e_long
+        if wl > 1.0:
+            ratio = ws / wl
+        elif el > 1e-9:
+            ratio = es / el
+        else:
+            ratio = 0.0
+        if last_purchase_ts > 0:
+            since = (now - last_purchase_ts) / DAY_MS
+            since = since if since > 0.0 else 0.0
+            since_purchase = float(since if since < PURCHASE_CAP_DAYS else PURCHASE_CAP_DAYS)
+        else:
+            since_purchase = PURCHASE_CAP_DAYS
+        weeks = tenure_days / 7.0
+        per_week = sessions / (1.0 if weeks < 1.0 else weeks)
+        trend = ratio / _STEADY_RATIO
+        trend = trend if trend > 0.0 else 0.0
+        x = {  # the keys in FEATURES order (snapshots store the values as a tuple)
+            "recency_days": recency,
+            "tenure_log": math.log1p(tenure_days),
+            "sessions_per_week": per_week,
+            "recency_log": math.log1p(recency),
+            "silence_ratio": math.log1p(recency * per_week / 7.0),
+            "events_log": events_log,
+            "watch_short": math.log1p((0.0 if ws < 0.0 else ws) / 3600.0),
+            "watch_long": math.log1p((0.0 if wl < 0.0 else wl) / 3600.0),
+            "watch_trend": float(trend if trend < _TREND_MAX else _TREND_MAX),
+            "watch_per_session": watch_per_session,
+            "completion_rate": completion_rate,
+            "purchases_log": purchases_log,
+            "days_since_purchase": since_purchase,
+            "has_plan": has_plan,
+            "shares_log": shares_log,
+            "activity_log": math.log1p(0.0 if activity < 0.0 else activity),
+            "loyalty_log": loyalty_log,
+        }
+        if not math.isfinite(sum(x.values())):  # a sum of finite values is finite or inf
+            x = {k: _finite(v) for k, v in x.items()}
+        rows.append(x)
+    return rows
 
 
 class OnlineClassifier:
@@ -200,14 +259,16 @@ class OnlineClassifier:
         if self._tree is not None:
             proba = self._tree.predict_proba_one(dict(x))
             return float(proba.get(True, 0.0)) if proba else 0.5
-        return float(self._linear.predict_proba_one(dict(x))[True])
+        if compose.Pipeline._LEARN_UNSUPERVISED_DURING_PREDICT:
+            return float(self._linear.predict_proba_one(dict(x))[True])
+        # the pipeline's own inference path, without its dispatch: scale, then the logistic model
+        return float(self._logreg.predict_proba_one(self._scaler.transform_one(x))[True])
 
     def learn(self, x: Mapping[str, float], y: bool, t: int | None = None) -> float:
         """Learn one labelled example (``t``: its event time, for drift bookkeeping).
 
         Returns the probability predicted before learning. ``x`` is not modified.
         """
-        x = dict(x)
         p = self.predict_proba(x)
         y = bool(y)
         self._adwin.update(abs(float(y) - p))
@@ -219,9 +280,14 @@ class OnlineClassifier:
                 "drift in the error stream after %d examples (event time %s): error now %.3f",
                 self.n_learned, t, self._adwin.estimation,
             )
-        self._linear.learn_one(x, y)
+        if compose.Pipeline._LEARN_UNSUPERVISED_DURING_PREDICT:
+            self._linear.learn_one(dict(x), y)
+        else:  # what the pipeline's learn_one does: the scaler learns x, the model its scaling
+            scaler = self._scaler
+            scaler.learn_one(x)
+            self._logreg.learn_one(scaler.transform_one(x), y)
         if self._tree is not None:
-            self._tree.learn_one(x, y)
+            self._tree.learn_one(dict(x), y)
         self.n_learned += 1
         return p
 
@@ -439,12 +505,11 @@ class _DelayedOutcomeModel:
             learned += self._learn(payload, label, event_ts)
         if state.user_id not in self.labels:
             t0 = max(event_ts, state.last_ts)
-            feats, preds = [], []
-            for age in self._ages():
-                x = churn_features(state, t0 + int(age * DAY_MS), avg_ltv)
-                preds.append(self.classifier.predict_proba(x))
-                feats.append(tuple(x[k] for k in FEATURE_NAMES))
-            self.labels.snapshot(state.user_id, (t0, tuple(feats), tuple(preds)), t0)
+            rows = churn_feature_rows(state, [t0 + int(age * DAY_MS) for age in self._ages()], avg_ltv)
+            predict = self.classifier.predict_proba
+            feats = tuple(tuple(x.values()) for x in rows)  # in FEATURE_NAMES order
+            preds = tuple(predict(x) for x in rows)
+            self.labels.snapshot(state.user_id, (t0, feats, preds), t0)
         return learned
 
     def advance(self, watermark: int) -> int:

@@ -171,11 +171,16 @@ class UserState:
         completion: float = 0.9,
     ) -> bool:
         """Fold one event into the state; return False (and change nothing) for a repeat."""
-        if event.event_id in self.recent_ids:
-            return False
         ids = self.recent_ids
-        ids.append(event.event_id)
+        seen = self._recent_id_set(ids)
+        event_id = event.event_id
+        if event_id in seen:
+            return False
+        ids.append(event_id)
+        seen.add(event_id)
         if len(ids) > dedupe_window:
+            for old in ids[: len(ids) - dedupe_window]:
+                seen.discard(old)
             del ids[: len(ids) - dedupe_window]
 
         ts = event.ts
@@ -184,15 +189,19 @@ class UserState:
         if ts > self.last_ts:
             self.last_ts = ts
         self._count_session_and_day(ts)
-        watch = event.watch_seconds if isinstance(event, View) else 0.0
-        self._decayed_add(ts, watch)
+        is_view = isinstance(event, View)
+        self._decayed_add(ts, event.watch_seconds if is_view else 0.0)
 
-        if isinstance(event, View):
+        if is_view:
             self.views += 1
             self.watch_s += event.watch_seconds
             if event.rec_id is not None:
                 self.rec_views += 1
-            entry = self._course(event.course_id, ts, max_courses)
+            entry = self.courses.get(event.course_id)
+            if entry is None:
+                entry = self._course(event.course_id, ts, max_courses)
+            elif ts > entry[0]:
+                entry[0] = ts
             entry[2] += event.watch_seconds
             if event.progress > entry[1]:
                 was_done = entry[1] >= completion
@@ -217,8 +226,26 @@ class UserState:
             self.shares += 1
         return True
 
+    def _recent_id_set(self, ids: list[str]) -> set[str]:
+        """``recent_ids`` as a set, kept beside the list (not a field: never stored) and rebuilt
+        whenever the list is not the one it was built from (a state read back, a list replaced
+        or changed elsewhere)."""
+        cached = self.__dict__.get("_ids_cache")
+        if cached is not None and cached[0] is ids:
+            seen = cached[1]
+            if len(seen) == len(ids) and (not ids or ids[-1] in seen):
+                return seen
+        seen = set(ids)
+        self.__dict__["_ids_cache"] = (ids, seen)
+        return seen
+
     def _decayed_add(self, ts: int, watch: float) -> None:
-        if ts >= self.decay_ts:
+        if ts == self.decay_ts:  # activity_at(ts): factors of exactly 1.0
+            self.watch_short += watch
+            self.watch_long += watch
+            self.events_short += 1.0
+            self.events_long += 1.0
+        elif ts > self.decay_ts:
             ws, wl, es, el = self.activity_at(ts)
             self.watch_short, self.watch_long = ws + watch, wl + watch
             self.events_short, self.events_long = es + 1.0, el + 1.0
@@ -287,6 +314,10 @@ class UserState:
 _USER_FIELDS = tuple(f.name for f in fields(UserState))
 
 
+#: the default rules (frozen): one instance instead of a new one per profile
+_DEFAULT_RULES = SegmentRules()
+
+
 def rfm_scores(recency_days: float, purchases: int, spend: float, avg_ltv: float) -> str:
     """Recency, frequency and monetary scores 1..5 (5 best) as a 3-character string.
 
@@ -313,7 +344,7 @@ def build_profile(
     extra: dict[str, Any] | None = None,
 ) -> UserProfile:
     """The published profile of a user as of the partition's watermark."""
-    rules = rules or SegmentRules()
+    rules = rules or _DEFAULT_RULES
     now = max(watermark_ms, state.last_ts)
     recency_days = max(0.0, (watermark_ms - state.last_ts) / DAY_MS)
     tenure_days = max(0.0, (now - state.first_ts) / DAY_MS)

@@ -18,6 +18,7 @@ whole row decays at once without being touched; values are deflated when they ar
 from __future__ import annotations
 
 import dataclasses
+import math
 import random
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -86,6 +87,32 @@ class RowUpdate:
                    tuple((str(o), float(d)) for o, d in data["pairs"]))
 
 
+def _cooc_gains(state: UserState, course_id: str, old_level: int, new_level: int, ts: int,
+                max_history: int, window_ms: int, completion: float) -> list[tuple[str, float]]:
+    """``(other course, gain)`` of each pair with a positive gain (see :func:`cooc_updates`).
+
+    The gain is :func:`models.kernels.pair_increments` (``min(new_w, o) - min(old_w, o)``),
+    computed here in plain Python: for the few recent courses of one user that is cheaper than a
+    kernel call, and the same IEEE arithmetic gives the same values.
+    """
+    old_w, new_w = LEVEL_WEIGHTS[old_level], LEVEL_WEIGHTS[new_level]
+    others = [
+        (c, e) for c, e in state.courses.items()
+        if c != course_id and ts - e[0] <= window_ms
+    ]
+    if len(others) > max_history:
+        others.sort(key=lambda ce: ce[1][0], reverse=True)
+        others = others[:max_history]
+    pairs = []
+    for c, e in others:
+        # engagement_level(e, completion), weighted
+        o = 3.0 if e[3] else 2.0 if e[1] >= completion else 1.0
+        g = (new_w if new_w < o else o) - (old_w if old_w < o else o)
+        if g > 0:
+            pairs.append((c, g))
+    return pairs
+
+
 def cooc_updates(state: UserState, course_id: str, old_level: int, new_level: int, ts: int,
                  max_history: int = 20, window_ms: int = 90 * DAY_MS, completion: float = 0.9) -> list[RowUpdate]:
     """Row updates for a rise of the user's engagement with ``course_id`` (state already applied).
@@ -93,11 +120,15 @@ def cooc_updates(state: UserState, course_id: str, old_level: int, new_level: in
     The pair weight of two courses in one user's history is the smaller of the two engagement
     weights; the gains here sum, over any order of events, to exactly that (see the kernel test).
     Only the user's ``max_history`` most recent other courses within ``window_ms`` take part.
-    One rise of :class:`CoocRises`; a batch of events collects its rises there instead.
+    A batch of events (the ingest agent) collects its rises in :class:`CoocRises` instead.
     """
-    rises = CoocRises(max_history, window_ms, completion)
-    rises.add(state, course_id, old_level, new_level, ts)
-    return rises.updates()
+    if new_level <= old_level:
+        return []
+    pop_delta = LEVEL_WEIGHTS[new_level] - LEVEL_WEIGHTS[old_level]
+    pairs = tuple(_cooc_gains(state, course_id, old_level, new_level, ts, max_history, window_ms, completion))
+    updates = [RowUpdate(course_id, ts, pop_delta, pairs)]
+    updates.extend(RowUpdate(c, ts, 0.0, ((course_id, g),)) for c, g in pairs)
+    return updates
 
 
 class CoocRises:
@@ -486,14 +517,17 @@ class Ranker:
         recent = sorted(state.courses.items(), key=lambda ce: ce[1][0], reverse=True)[: self.max_history]
         items, weights, levels = [], [], []
         hl = self.user_half_life_days * DAY_MS
+        pos = index.pos
+        completion = self.completion
         for c, e in recent:
-            i = index.pos.get(c)
+            i = pos.get(c)
             if i is None:
                 continue
-            level = engagement_level(e, self.completion)
+            level = 3 if e[3] else 2 if e[1] >= completion else 1  # engagement_level(e)
             items.append(i)
             levels.append(level)
-            weights.append(LEVEL_WEIGHTS[level] * 2.0 ** (-max(0, now - e[0]) / hl))
+            age = now - e[0]
+            weights.append(LEVEL_WEIGHTS[level] * 2.0 ** (-(age if age > 0 else 0) / hl))
         w = np.asarray(weights, dtype=np.float64)
         total_w = float(w.sum()) or 1.0
         if items:
@@ -502,47 +536,68 @@ class Ranker:
         else:
             cf, reason_of = np.zeros(n_items), np.full(n_items, -1)
 
-        pop = index.popularity(now)
-        pop_norm = pop / pop.max() if pop.size and pop.max() > 0 else np.zeros(n_items)
+        pop_norm, trending = self._popularity(index, n_items, now)
         cats = index.cat[:n_items]
         n_cats = max(len(index.categories), 1)
-        affinity = np.zeros(n_cats + 1)
-        for i, wi in zip(items, weights, strict=True):
-            affinity[cats[i]] += wi  # cat -1 lands in the spare last slot
-        affinity[-1] = 0.0
-        if affinity.sum() > 0:
+        # category affinity: the same float additions, in the same order, as on an array
+        aff = [0.0] * (n_cats + 1)
+        if items:
+            for c, wi in zip(cats[items].tolist(), weights, strict=True):
+                aff[c] += wi  # cat -1 lands in the spare last slot
+        aff[-1] = 0.0
+        affinity = np.array(aff)
+        if max(aff) > 0:  # weights are >= 0: the sum is > 0 exactly when the largest is
             affinity /= affinity.max()
-        cat_aff = np.where(cats >= 0, affinity[cats], 0.0)
+        cat_aff = affinity[cats]  # cat -1 reads the spare slot, 0.0
         popular = self.w_popular * cat_aff * pop_norm
         published = index.published[:n_items]
         is_new = (published > now - self.new_days * DAY_MS) & (published <= now)
-        new = self.w_new * is_new * np.maximum(cat_aff, 0.2)
-        trending = self.w_trending * pop_norm
         similar = self.w_similar * cf
-        total = similar + popular + new + trending
+        if is_new.any():
+            new = self.w_new * is_new * np.maximum(cat_aff, 0.2)
+            total = similar + popular + new + trending
+        else:  # no new course: the new part is all +0.0, which adds nothing to a score > 0
+            new = None
+            total = similar + popular + trending
 
-        blocked = np.zeros(n_items, dtype=bool)
-        for c in (*state.courses, *state.owned):
-            i = index.pos.get(c)
-            if i is not None:
-                blocked[i] = True
-        blocked |= published > now
+        blocked = published > now
+        seen = [i for i in map(pos.get, (*state.courses, *state.owned)) if i is not None]
+        if seen:
+            blocked[seen] = True
         total = np.where(blocked, -np.inf, total)
 
         chosen: list[tuple[str, float, str]] = []
         per_cat: dict[int, int] = {}
-        for i in top_k(total, self.n * 4):
-            if not np.isfinite(total[i]) or total[i] <= 0:
+        top = top_k(total, self.n * 4)
+        # the candidates' parts as Python numbers, in one conversion per array
+        parts = zip(top.tolist(), total[top].tolist(), cats[top].tolist(), similar[top].tolist(),
+                    popular[top].tolist(), [0.0] * len(top) if new is None else new[top].tolist(),
+                    trending[top].tolist(), reason_of[top].tolist(), strict=True)
+        for i, t, c, sim_i, pop_i, new_i, trend_i, src in parts:
+            if not math.isfinite(t) or t <= 0:
                 break
-            c = int(cats[i])
             if per_cat.get(c, 0) >= self.per_category and c >= 0:
                 continue
             per_cat[c] = per_cat.get(c, 0) + 1
-            chosen.append((index.ids[i], round(float(total[i]), 6), self._reason(
-                index, int(i), similar[i], popular[i], new[i], trending[i], reason_of[i], items, levels)))
+            chosen.append((index.ids[i], round(t, 6),
+                           self._reason(index, i, sim_i, pop_i, new_i, trend_i, src, items, levels)))
             if len(chosen) == self.n:
                 break
         return chosen
+
+    def _popularity(self, index: NeighbourIndex, n_items: int, now: int) -> tuple[np.ndarray, np.ndarray]:
+        """Normalised popularity and the trending part at ``now``: the same for every user until
+        the index changes, so kept on the index for its version, size and ``now``."""
+        key = (index.version, n_items, now, self.w_trending)
+        cached = getattr(index, "_ranker_popularity", None)
+        if cached is not None and cached[0] == key:
+            return cached[1], cached[2]
+        pop = index.popularity(now)
+        top = pop.max() if pop.size else 0.0
+        pop_norm = pop / top if pop.size and top > 0 else np.zeros(n_items)
+        trending = self.w_trending * pop_norm
+        index._ranker_popularity = (key, pop_norm, trending)  # type: ignore[attr-defined]
+        return pop_norm, trending
 
     @staticmethod
     def _reason(index: NeighbourIndex, i: int, similar: float, popular: float, new: float, trending: float,
@@ -601,11 +656,41 @@ class OnlineRecommender:
         self.index.set_course(course_id, title, category, tags, published_at)
 
     def learn(self, state: UserState, course_id: str, old_level: int, new_level: int, ts: int) -> None:
-        """Fold in a rise of a user's engagement with a course (``state`` already updated)."""
-        for update in cooc_updates(state, course_id, old_level, new_level, ts, self.max_history,
-                                   completion=self.ranker.completion):
-            self.rows.apply(update)
-            self.index.index(update.course_id)
+        """Fold in a rise of a user's engagement with a course (``state`` already updated).
+
+        Applies what :func:`cooc_updates` returns, row by row in the same order, without building
+        the :class:`RowUpdate` objects: the course's own row (popularity and pairs), then one pair
+        on each other course's row.
+        """
+        if new_level > old_level:
+            pairs = _cooc_gains(state, course_id, old_level, new_level, ts, self.max_history,
+                                90 * DAY_MS, self.ranker.completion)
+            rows, index = self.rows, self.index
+            entries, dirty = rows.entries, rows.dirty
+            s = inflation(ts, rows._hl_ms)
+            entry = entries.get(course_id)
+            if entry is None:
+                entry = entries[course_id] = new_row()
+            pop_delta = LEVEL_WEIGHTS[new_level] - LEVEL_WEIGHTS[old_level]
+            if pop_delta:
+                entry["pop"] += pop_delta * s
+            row = entry["row"]
+            for other, gain in pairs:
+                row[other] = row.get(other, 0.0) + gain * s
+            if ts > entry["ts"]:
+                entry["ts"] = ts
+            dirty.add(course_id)
+            index.index(course_id)
+            for other, gain in pairs:
+                entry = entries.get(other)
+                if entry is None:
+                    entry = entries[other] = new_row()
+                row = entry["row"]
+                row[course_id] = row.get(course_id, 0.0) + gain * s
+                if ts > entry["ts"]:
+                    entry["ts"] = ts
+                dirty.add(other)
+                index.index(other)
         if self._mf is not None and new_level > old_level:
             self._mf.learn_one(state.user_id, course_id, 1.0)
             for _ in range(2):

@@ -85,11 +85,13 @@ class RetentionModels:
 
     def on_watermark(self, watermark: int, get_state: Callable[[str], UserState | None], avg_ltv: float = 0.0,
                      scored: list[tuple[str, int, float]] | None = None,
-                     title_of: Callable[[str], str] | None = None) -> list[AlertDecision]:
+                     title_of: Callable[[str], str] | None = None,
+                     scored_features: list[dict[str, float]] | None = None) -> list[AlertDecision]:
         """Learn expired labels; score the users whose silence check is due; return alerts.
 
-        ``scored`` (optional) receives every ``(user_id, at, risk)`` computed, for evaluation;
-        ``title_of`` names courses in suggested actions (course ids otherwise).
+        ``scored`` (optional) receives every ``(user_id, at, risk)`` computed, for evaluation, and
+        ``scored_features`` (optional) the ``churn_features`` each risk was computed from, in the
+        same order; ``title_of`` names courses in suggested actions (course ids otherwise).
         """
         if watermark <= self.watermark:
             return []
@@ -103,9 +105,12 @@ class RetentionModels:
             if state is None:
                 self.scheduler.forget(user_id)
                 continue
-            risk = self.churn.risk(state, watermark, avg_ltv)
+            x = churn_features(state, watermark, avg_ltv)
+            risk = self.churn.classifier.predict_proba(x)  # = self.churn.risk(state, watermark, avg_ltv)
             if scored is not None:
                 scored.append((user_id, watermark, risk))
+            if scored_features is not None:
+                scored_features.append(x)
             days_inactive = max(0.0, (watermark - state.last_ts) / DAY_MS)
             if self.policy.decide(user_id, risk, watermark):
                 alerts.append(self._alert(state, watermark, risk, days_inactive, avg_ltv, title_of))

@@ -34,6 +34,9 @@ from schemas.events import Course, Purchase, View
 
 __all__ = ["EvalConfig", "LabelFeed", "PrequentialEvaluator", "popularity_top"]
 
+#: the event types that name a course
+_COURSE_EVENTS = (View, Purchase)
+
 log = logging.getLogger(__name__)
 
 
@@ -186,7 +189,7 @@ class PrequentialEvaluator:
         state = self.states.get(user)
         if state is None:
             state = self.states[user] = UserState(user)
-        course = ev.course_id if isinstance(ev, View | Purchase) else None
+        course = ev.course_id if isinstance(ev, _COURSE_EVENTS) else None
 
         # -- test: a discovery is the first touch of a course the user never touched
         if course is not None and course not in state.courses and course not in state.owned:
@@ -232,10 +235,19 @@ class PrequentialEvaluator:
             self._pop_order = [c for c, _ in sorted(self._engaged.items(), key=lambda kv: (-kv[1], kv[0]))]
         return self._pop_order
 
-    def _snapshot(self, user: str, state: UserState, t: int) -> None:
-        """Record a risk for evaluation; with labels, queue the example for learning later."""
-        x = churn_features(state, t)
-        risk = self.scorer(user, state, t) if self.scorer else self.churn.classifier.predict_proba(x)
+    def _snapshot(self, user: str, state: UserState, t: int, x: dict[str, float] | None = None,
+                  risk: float | None = None) -> None:
+        """Record a risk for evaluation; with labels, queue the example for learning later.
+
+        ``x`` and ``risk``: the user's features at ``t`` and the churn model's risk from them,
+        when already computed (by the silence check), else computed here.
+        """
+        if x is None:
+            x = churn_features(state, t)
+        if self.scorer:
+            risk = self.scorer(user, state, t)
+        elif risk is None:
+            risk = self.churn.classifier.predict_proba(x)
         self.r.snapshots.append((user, t, risk))
         self._queue_label(user, t, x)
 
@@ -271,10 +283,13 @@ class PrequentialEvaluator:
         self.labels.advance(t)
         self._learn_resolved(t)
         scored: list[tuple[str, int, float]] = []
-        for a in self.retention.on_watermark(t, self.states.get, scored=scored):
+        features: list[dict[str, float]] = []
+        for a in self.retention.on_watermark(t, self.states.get, scored=scored, scored_features=features):
             self.r.alerts.append((a.user_id, a.at, a.risk))
-        for user, at, _ in scored:
-            self._snapshot(user, self.states[user], at)
+        # the silence check scored these users with the churn model, from these features, and
+        # the model has not learned since: the same snapshot as computing both again
+        for (user, at, risk), x in zip(scored, features, strict=True):
+            self._snapshot(user, self.states[user], at, x, risk)
 
     # -- metrics -----------------------------------------------------------------------------
 

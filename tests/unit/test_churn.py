@@ -494,3 +494,76 @@ def test_contract_clone_is_unfitted_with_the_same_arguments(case: Case):
     first = case.inputs()[0]
     blank = case.make()
     assert case.predict(fresh, first) == case.predict(blank, first) == case.predict(again, first)
+
+
+# ---------------------------------------------------------------------------------------------
+# the fast feature path computes exactly what the profile-based definition does
+
+
+def _reference_features(state: UserState, now: int, avg_ltv: float = 0.0) -> dict[str, float]:
+    """:func:`churn_features` as first written: from the published profile (rounded figures)."""
+    from models.churn import _STEADY_RATIO, _TREND_MAX, PURCHASE_CAP_DAYS, RECENCY_CAP_DAYS
+    from models.profile import build_profile
+
+    profile = build_profile(state, now, avg_ltv)
+    ws, wl, es, el = state.activity_at(now)
+    ratio = ws / wl if wl > 1.0 else es / el if el > 1e-9 else 0.0
+    tenure_days = profile.tenure_days
+    sessions = max(state.sessions, 0)
+    if state.last_purchase_ts > 0:
+        since_purchase = min(PURCHASE_CAP_DAYS, max(0.0, (now - state.last_purchase_ts) / DAY_MS))
+    else:
+        since_purchase = PURCHASE_CAP_DAYS
+    per_week = sessions / max(tenure_days / 7.0, 1.0)
+    recency = min(RECENCY_CAP_DAYS, profile.recency_days)
+    x = {
+        "recency_days": recency,
+        "tenure_log": math.log1p(tenure_days),
+        "sessions_per_week": per_week,
+        "recency_log": math.log1p(recency),
+        "silence_ratio": math.log1p(recency * per_week / 7.0),
+        "events_log": math.log1p(max(0, state.views + state.purchases + state.shares)),
+        "watch_short": math.log1p(max(ws, 0.0) / 3600.0),
+        "watch_long": math.log1p(max(wl, 0.0) / 3600.0),
+        "watch_trend": min(_TREND_MAX, max(0.0, ratio / _STEADY_RATIO)),
+        "watch_per_session": math.log1p(max(state.watch_s, 0.0) / 60.0 / max(sessions, 1)),
+        "completion_rate": min(1.0, max(state.completed, 0) / max(len(state.courses), 1)),
+        "purchases_log": math.log1p(max(state.purchases, 0)),
+        "days_since_purchase": since_purchase,
+        "has_plan": 1.0 if state.plan else 0.0,
+        "shares_log": math.log1p(max(state.shares, 0)),
+        "activity_log": math.log1p(max(profile.activity, 0.0)),
+        "loyalty_log": math.log1p(max(profile.loyalty, 0.0)),
+    }
+    return {k: float(v) if math.isfinite(v) else 0.0 for k, v in x.items()}
+
+
+def test_churn_features_equal_the_profile_based_definition_bit_for_bit():
+    from models.churn import churn_feature_rows
+
+    rng = random.Random(5)
+    checked = 0
+    for events in synthetic(30, seed=11, days=60).values():
+        state = UserState(events[0].user_id)
+        for e in events:
+            state.apply(e)
+            if rng.random() < 0.3:
+                offsets = [0, -rng.randint(1, 5 * DAY_MS), rng.randint(0, 3 * DAY_MS),
+                           rng.randint(0, 120 * DAY_MS), 7 * DAY_MS]
+                times = [max(0, state.last_ts + o) for o in offsets]
+                ltv = rng.choice([0.0, 150.0, 1e-300])
+                rows = churn_feature_rows(state, times, ltv)
+                for t, row in zip(times, rows, strict=True):
+                    ref = _reference_features(state, t, ltv)
+                    assert list(row) == list(FEATURE_NAMES)
+                    assert row == ref and all(type(v) is float for v in row.values())
+                    assert churn_features(state, t, ltv) == ref
+                    checked += 1
+    assert checked > 500
+
+
+def test_churn_features_replace_non_finite_values_by_zero():
+    state = UserState("u1", first_ts=T0, last_ts=T0, views=1, sessions=1, watch_s=float("inf"))
+    x = churn_features(state, T0 + DAY_MS)
+    assert x["watch_per_session"] == 0.0 and all(math.isfinite(v) for v in x.values())
+    assert x == _reference_features(state, T0 + DAY_MS)

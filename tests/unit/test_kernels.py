@@ -433,3 +433,44 @@ def test_cooc_rises_merged_updates_equal_the_per_rise_updates_merged(steps, max_
     assert rises.updates() == expected
     _assert_same_updates(rises.merged_updates(HL_MS), _merge_per_course(expected, HL_MS))
     assert CoocRises().merged_updates(HL_MS) == []
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 4), st.integers(0, 30), st.integers(0, 3), st.integers(0, 5)),
+                min_size=1, max_size=80))
+def test_recommender_learn_applies_exactly_the_row_updates(steps):
+    """``OnlineRecommender.learn`` (rows updated directly) == applying ``cooc_updates``, and the
+    updates' gains are the ``pair_increments`` kernel's."""
+    from models.recommend import LEVEL_WEIGHTS, OnlineRecommender
+
+    ts = 1_767_225_600_000
+    rec = OnlineRecommender(refresh_ms=10**15)
+    rows = CooccurrenceRows(half_life_days=rec.half_life_days)
+    order: list[str] = []
+    states: dict[str, UserState] = {}
+    for n, (u, c, action, dt) in enumerate(steps):
+        uid, cid, t = f"u{u}", f"c{c}", ts + n * dt * 86_400_000
+        state = states.setdefault(uid, UserState(uid))
+        old = engagement_level(state.courses.get(cid))
+        if action == 3:
+            event = Purchase(event_id=f"e{n}", user_id=uid, ts=t, schema_version=1, amount=1.0,
+                             currency="CNY", order_id=f"o{n}", course_id=cid)
+        else:
+            event = View(event_id=f"e{n}", user_id=uid, ts=t, schema_version=1, course_id=cid,
+                         lesson_id="l", watch_seconds=1.0, progress=(0.2, 0.5, 0.95)[action])
+        state.apply(event)
+        new = engagement_level(state.courses.get(cid))
+        updates = cooc_updates(state, cid, old, new, t)
+        if updates:
+            others = [(o, e) for o, e in state.courses.items() if o != cid and t - e[0] <= 90 * 86_400_000]
+            others = sorted(others, key=lambda ce: ce[1][0], reverse=True)[:20] if len(others) > 20 else others
+            w = np.array([LEVEL_WEIGHTS[engagement_level(e)] for _, e in others])
+            gains = pair_increments(LEVEL_WEIGHTS[old], LEVEL_WEIGHTS[new], w) if others else []
+            assert updates[0].pairs == tuple((o, float(g)) for (o, _), g in zip(others, gains, strict=True) if g > 0)
+        for update in updates:
+            rows.apply(update)
+            if update.course_id not in order:
+                order.append(update.course_id)
+        rec.learn(state, cid, old, new, t)
+    assert rec.rows.entries == rows.entries and rec.rows.dirty == rows.dirty
+    assert rec.index.ids == order

@@ -176,3 +176,17 @@ def test_decayed_activity_sums_halve_every_half_life_and_ignore_arrival_order():
     for e in reversed(events):
         b.apply(e)
     assert a.activity_at(T0 + 5 * DAY_MS) == pytest.approx(b.activity_at(T0 + 5 * DAY_MS))
+
+
+def test_repeats_are_found_after_the_id_list_is_replaced_or_read_back():
+    s = UserState("u1")
+    for i in range(5):
+        s.apply(view(i, T0 + i))
+    assert not s.apply(view(3, T0 + H))
+    back = UserState.from_dict(s.to_dict())
+    assert not back.apply(view(4, T0 + H)) and back.apply(view(9, T0 + H))
+    s.recent_ids = ["v7"]  # replaced elsewhere: the set beside it follows
+    assert not s.apply(view(7, T0 + H)) and s.apply(view(3, T0 + 2 * H))
+    s.recent_ids.append("v8")  # changed in place elsewhere
+    assert not s.apply(view(8, T0 + 3 * H))
+    assert "_ids_cache" not in s.to_dict()

@@ -31,7 +31,7 @@ def load_agents() -> list[str]:
     return names
 
 
-def _tune_fetch_wait(max_wait_ms: int) -> None:
+def _tune_fetch_wait(max_wait_ms: int, min_bytes: int = 1) -> None:
     """Let the worker's consumer wait at most ``max_wait_ms`` for a fetch.
 
     Faust's aiokafka driver hard-codes ``fetch_max_wait_ms=1500``, and Tansu holds a fetch for
@@ -47,6 +47,7 @@ def _tune_fetch_wait(max_wait_ms: int) -> None:
     def create(self, transport):  # noqa: ANN001, ANN202 - faust's signature
         consumer = original(self, transport)
         consumer._fetch_max_wait_ms = max_wait_ms  # noqa: SLF001 - read by consumer.start()
+        consumer._fetch_min_bytes = min_bytes  # noqa: SLF001 - likewise
         return consumer
 
     create.coursepulse_tuned = True  # type: ignore[attr-defined]
@@ -58,7 +59,7 @@ if not settings.kafka_broker:
     msg = "KAFKA_BROKER is not set: start the worker with `coursepulse worker`, which starts the embedded broker"
     raise RuntimeError(msg)
 
-_tune_fetch_wait(settings.fetch_max_wait_ms)
+_tune_fetch_wait(settings.fetch_max_wait_ms, settings.fetch_min_bytes)
 
 app = faust.App(
     settings.app_id,

@@ -476,9 +476,9 @@ def bench_kernels(quick: bool = False, *, min_time: float | None = None, repeat:
     out["pipeline_kernels"] = pipeline
     out["not_in_min"] = {
         "row_similarities": "one row per call: CooccurrenceRows.neighbours, no longer on a per-tick path",
-        "pair_increments": "one rise per call: no caller left (cooc_updates and CoocRises use the batch kernel)",
-        "pair_increments_batch": ("gains only, not merged: cooc_updates (offline evaluator, one rise per call) "
-                                  "and CoocRises.updates; the ingest agent calls cooc_gains_batch"),
+        "pair_increments": "one rise per call: no caller left (cooc_updates computes one rise's gains in Python)",
+        "pair_increments_batch": ("gains only, not merged: CoocRises.updates (tests and tools); the ingest "
+                                  "agent calls cooc_gains_batch"),
     }
     out["min_speedup"] = worst[1]["speedup"]
     out["min_speedup_at"] = f"{worst[0]} {size_key}={worst[1][size_key]}"

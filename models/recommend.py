@@ -30,10 +30,9 @@ from models.kernels import (
     MEASURES,
     cooc_gains_batch,
     pair_increments_batch,
+    rank_candidates,
     row_similarities,
     row_similarities_batch,
-    score_candidates,
-    top_k,
 )
 from models.profile import DAY_MS, UserState
 
@@ -528,14 +527,6 @@ class Ranker:
             levels.append(level)
             age = now - e[0]
             weights.append(LEVEL_WEIGHTS[level] * 2.0 ** (-(age if age > 0 else 0) / hl))
-        w = np.asarray(weights, dtype=np.float64)
-        total_w = float(w.sum()) or 1.0
-        if items:
-            cf, reason_of = score_candidates(np.asarray(items), w, index.neigh_idx, index.neigh_sim, n_items)
-            cf = cf / total_w
-        else:
-            cf, reason_of = np.zeros(n_items), np.full(n_items, -1)
-
         pop_norm, trending = self._popularity(index, n_items, now)
         cats = index.cat[:n_items]
         n_cats = max(len(index.categories), 1)
@@ -548,31 +539,19 @@ class Ranker:
         affinity = np.array(aff)
         if max(aff) > 0:  # weights are >= 0: the sum is > 0 exactly when the largest is
             affinity /= affinity.max()
-        cat_aff = affinity[cats]  # cat -1 reads the spare slot, 0.0
-        popular = self.w_popular * cat_aff * pop_norm
-        published = index.published[:n_items]
-        is_new = (published > now - self.new_days * DAY_MS) & (published <= now)
-        similar = self.w_similar * cf
-        if is_new.any():
-            new = self.w_new * is_new * np.maximum(cat_aff, 0.2)
-            total = similar + popular + new + trending
-        else:  # no new course: the new part is all +0.0, which adds nothing to a score > 0
-            new = None
-            total = similar + popular + trending
-
-        blocked = published > now
         seen = [i for i in map(pos.get, (*state.courses, *state.owned)) if i is not None]
-        if seen:
-            blocked[seen] = True
-        total = np.where(blocked, -np.inf, total)
+        # every score part, the blocked courses and the best n * 4 in one kernel call
+        top = rank_candidates(np.asarray(items, dtype=np.int64), np.asarray(weights, dtype=np.float64),
+                              index.neigh_idx, index.neigh_sim, n_items, pop_norm, trending, cats, affinity,
+                              index.published, now=now, new_after=now - self.new_days * DAY_MS,
+                              seen=np.asarray(seen, dtype=np.int64), w_similar=self.w_similar,
+                              w_popular=self.w_popular, w_new=self.w_new, k=self.n * 4)
 
         chosen: list[tuple[str, float, str]] = []
         per_cat: dict[int, int] = {}
-        top = top_k(total, self.n * 4)
-        # the candidates' parts as Python numbers, in one conversion per array
-        parts = zip(top.tolist(), total[top].tolist(), cats[top].tolist(), similar[top].tolist(),
-                    popular[top].tolist(), [0.0] * len(top) if new is None else new[top].tolist(),
-                    trending[top].tolist(), reason_of[top].tolist(), strict=True)
+        cat_list = cats.tolist()
+        parts = ((int(i), t, cat_list[int(i)], sim_i, pop_i, new_i, trend_i, int(src))
+                 for i, t, sim_i, pop_i, new_i, trend_i, src in top.tolist())
         for i, t, c, sim_i, pop_i, new_i, trend_i, src in parts:
             if not math.isfinite(t) or t <= 0:
                 break

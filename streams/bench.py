@@ -373,6 +373,39 @@ def bench_kernels(quick: bool = False, *, min_time: float | None = None, repeat:
     out["score_candidates"] = {"k": TOP_K, "recent": RECENT_ITEMS, "sizes": cands,
                                "min_speedup": min(r["speedup"] for r in cands)}
 
+    # rank_candidates: the ranker's whole scoring (score_candidates plus every other part, the
+    # blocked courses and the best n * 4) for one user, 20 recent items, into catalogues of n_items
+    ranks = []
+    for n_items in CATALOGUE_SIZES:
+        neigh_idx = np.full((n_items, TOP_K), -1, dtype=np.int64)
+        m = min(TOP_K, n_items - 1)
+        for row in neigh_idx:
+            row[:m] = rng.choice(n_items, size=m, replace=False)
+        neigh_sim = -np.sort(-rng.random((n_items, TOP_K)), axis=1)
+        items = rng.choice(n_items, size=RECENT_ITEMS, replace=False).astype(np.int64)
+        weights = rng.random(RECENT_ITEMS)
+        pop = rng.exponential(1.0, n_items)
+        pop_norm = pop / pop.max()
+        trending = 0.02 * pop_norm
+        cats = rng.integers(-1, 12, n_items).astype(np.int64)
+        affinity = np.append(rng.random(12), 0.0)
+        now = 1_767_225_600_000
+        published = now - rng.integers(-2, 400, n_items).astype(np.int64) * 86_400_000
+        seen = np.unique(np.append(items, rng.choice(n_items, size=3))).astype(np.int64)
+        kw = {"now": now, "new_after": now - 14 * 86_400_000.0, "seen": seen, "w_similar": 1.0,
+              "w_popular": 0.15, "w_new": 0.25, "k": 40}
+        args = (items, weights, neigh_idx, neigh_sim, n_items, pop_norm, trending, cats, affinity, published)
+        core_args = (items, weights, float(weights.sum()), neigh_idx, neigh_sim, n_items, pop_norm, trending, cats,
+                     affinity, published, kw["new_after"], now, seen, 1.0, 0.15, 0.25, 40)
+        fig = timed(
+            lambda a=args, kw=kw: K.rank_candidates(*a, **kw),
+            lambda a=core_args: K._rank_candidates(*a),
+            lambda a=args, kw=kw: K.rank_candidates_numpy(*a, **kw),
+        )
+        ranks.append({"n_items": n_items, "recent": RECENT_ITEMS, "top": 40, **fig})
+    out["rank_candidates"] = {"k": TOP_K, "recent": RECENT_ITEMS, "top": 40, "sizes": ranks,
+                              "min_speedup": min(r["speedup"] for r in ranks)}
+
     # pair_increments: one engagement rise (viewed -> completed) against the user's other courses
     pairs = []
     for n in PAIR_SIZES:
@@ -466,9 +499,10 @@ def bench_kernels(quick: bool = False, *, min_time: float | None = None, repeat:
         "row_similarities_batch": "agents.accumulate_similarity.publish_neighbours: once per tick, all changed rows",
         "cooc_gains_batch": "agents.ingest.process_batch (CoocRises.merged_updates): once per input batch, "
                             "all rises, merged per course row",
-        "score_candidates": "models.recommend.Ranker.recommend: once per recommendation",
+        "rank_candidates": "models.recommend.Ranker.recommend: once per recommendation (score_candidates inside)",
     }
-    size_keys = {"row_similarities": "n", "score_candidates": "n_items", "pair_increments": "n",
+    size_keys = {"row_similarities": "n", "score_candidates": "n_items", "rank_candidates": "n_items",
+                 "pair_increments": "n",
                  "row_similarities_batch": "entries", "pair_increments_batch": "pairs", "cooc_gains_batch": "pairs"}
     worst = min(((name, r) for name in pipeline for r in out[name]["sizes"]), key=lambda nr: nr[1]["speedup"])
     size_key = size_keys[worst[0]]
@@ -476,6 +510,7 @@ def bench_kernels(quick: bool = False, *, min_time: float | None = None, repeat:
     out["pipeline_kernels"] = pipeline
     out["not_in_min"] = {
         "row_similarities": "one row per call: CooccurrenceRows.neighbours, no longer on a per-tick path",
+        "score_candidates": "called inside rank_candidates (the ranker's fused scoring), not on its own",
         "pair_increments": "one rise per call: no caller left (cooc_updates computes one rise's gains in Python)",
         "pair_increments_batch": ("gains only, not merged: CoocRises.updates (tests and tools); the ingest "
                                   "agent calls cooc_gains_batch"),
@@ -1843,7 +1878,8 @@ def table_rows(result: dict[str, Any]) -> list[tuple[str, str, str]]:
             rows.append(("latency", f"broker: produce→plain consumer p50/p99, {key.replace('_ms_', '_ms=')}",
                          f"{_fmt(value['p50'])} / {_fmt(value['p99'])} ms"))
     kernels = result.get("kernels") or {}
-    for name, size_key in (("row_similarities", "n"), ("score_candidates", "n_items"), ("pair_increments", "n")):
+    for name, size_key in (("row_similarities", "n"), ("score_candidates", "n_items"), ("rank_candidates", "n_items"),
+                            ("pair_increments", "n")):
         k = kernels.get(name)
         if not k:
             continue

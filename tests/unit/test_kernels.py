@@ -474,3 +474,35 @@ def test_recommender_learn_applies_exactly_the_row_updates(steps):
         rec.learn(state, cid, old, new, t)
     assert rec.rows.entries == rows.entries and rec.rows.dirty == rows.dirty
     assert rec.index.ids == order
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 60), st.integers(0, 12), st.integers(0, 6), st.integers(0, 10_000), st.booleans())
+def test_rank_candidates_equals_its_numpy_reference(n_items, n_recent, n_seen, seed, ties):
+    """Every score part, the blocked courses and the k best (ties by index) as the reference."""
+    from models.kernels import rank_candidates, rank_candidates_numpy
+
+    rng = np.random.default_rng(seed)
+    k = 6
+    neigh_idx = np.full((n_items, k), -1, dtype=np.int64)
+    for row in neigh_idx:
+        m = int(rng.integers(0, min(k, n_items) + 1))
+        row[:m] = rng.choice(n_items, size=m, replace=False)
+    neigh_sim = -np.sort(-rng.choice([0.25, 0.5, 1.0], (n_items, k)) if ties else -rng.random((n_items, k)), axis=1)
+    items = rng.choice(n_items, size=min(n_recent, n_items), replace=False).astype(np.int64)
+    weights = rng.choice([0.5, 1.0], items.size) if ties else rng.random(items.size)
+    pop = rng.choice([0.0, 1.0, 2.0], n_items) if ties else rng.exponential(1.0, n_items)
+    pop_norm = pop / pop.max() if pop.max() > 0 else np.zeros(n_items)
+    trending = 0.02 * pop_norm
+    cats = rng.integers(-1, 4, n_items).astype(np.int64)
+    affinity = np.append(rng.choice([0.0, 0.5, 1.0], 4), 0.0)
+    now = 1_767_225_600_000
+    published = now - rng.choice([-1, 0, 3, 20, 400], n_items).astype(np.int64) * 86_400_000
+    seen = rng.choice(n_items, size=min(n_seen, n_items), replace=False).astype(np.int64)
+    kw = {"now": now, "new_after": now - 14 * 86_400_000.0, "seen": seen, "w_similar": 1.0, "w_popular": 0.15,
+          "w_new": 0.25, "k": 8}
+    got = rank_candidates(items, weights, neigh_idx, neigh_sim, n_items, pop_norm, trending, cats, affinity,
+                          published, **kw)
+    want = rank_candidates_numpy(items, weights, neigh_idx, neigh_sim, n_items, pop_norm, trending, cats, affinity,
+                                 published, **kw)
+    np.testing.assert_array_equal(got, want)

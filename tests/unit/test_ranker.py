@@ -1,4 +1,5 @@
-"""``Ranker.recommend`` gives exactly the lists of its first, plain-NumPy formulation."""
+"""``Ranker.recommend`` gives exactly the lists of its first, plain-NumPy formulation (with the
+best ``n * 4`` candidates taken by score, ties by index, as ``rank_candidates`` does)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import random
 import numpy as np
 import pytest
 
-from models.kernels import score_candidates, top_k
+from models.kernels import score_candidates
 from models.profile import DAY_MS, UserState
 from models.recommend import LEVEL_WEIGHTS, NeighbourIndex, Ranker, engagement_level
 
@@ -63,7 +64,7 @@ def _reference(r: Ranker, state: UserState, index: NeighbourIndex, now: int) -> 
     total = np.where(blocked, -np.inf, total)
     chosen: list[tuple[str, float, str]] = []
     per_cat: dict[int, int] = {}
-    for i in top_k(total, r.n * 4):
+    for i in np.lexsort((np.arange(n_items), -total))[: r.n * 4]:  # best first, ties by index
         if not np.isfinite(total[i]) or total[i] <= 0:
             break
         c = int(cats[i])

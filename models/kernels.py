@@ -369,12 +369,6 @@ def _rank_candidates(items: np.ndarray, weights: np.ndarray, total_w: float, nei
         if published[i] > new_after and published[i] <= now:
             any_new = True
             break
-    blocked = np.zeros(n_items, dtype=np.bool_)
-    for i in range(n_items):
-        if published[i] > now:
-            blocked[i] = True
-    for s in range(seen.shape[0]):
-        blocked[seen[s]] = True
     # every course's total, the parts added in the order the NumPy reference adds them (two
     # loops, so the "any new course" test is not in the inner loop)
     total = np.empty(n_items, dtype=np.float64)
@@ -391,12 +385,17 @@ def _rank_candidates(items: np.ndarray, weights: np.ndarray, total_w: float, nei
             c = cats[i]
             ca = affinity[c] if c >= 0 else 0.0
             total[i] = w_similar * (scores[i] / total_w) + w_popular * ca * pop_norm[i] + trending[i]
+    for i in range(n_items):  # not published yet, or already touched or bought: never recommended
+        if published[i] > now:
+            total[i] = -np.inf
+    for s in range(seen.shape[0]):
+        total[seen[s]] = -np.inf
     kk = min(k, n_items)
     top = np.empty(kk, dtype=np.int64)
     top_v = np.empty(kk, dtype=np.float64)
     m = 0
     for i in range(n_items):
-        t = -np.inf if blocked[i] else total[i]
+        t = total[i]
         if kk == 0:
             continue
         if m == kk and not t > top_v[m - 1]:  # not better than the worst kept (ties: lower index kept)

@@ -549,9 +549,9 @@ class Ranker:
 
         chosen: list[tuple[str, float, str]] = []
         per_cat: dict[int, int] = {}
-        cat_list = cats.tolist()
-        parts = ((int(i), t, cat_list[int(i)], sim_i, pop_i, new_i, trend_i, int(src))
-                 for i, t, sim_i, pop_i, new_i, trend_i, src in top.tolist())
+        top_cats = cats[top[:, 0].astype(np.int64)].tolist()  # the candidates' only, not the catalogue's
+        parts = ((int(i), t, c, sim_i, pop_i, new_i, trend_i, int(src))
+                 for (i, t, sim_i, pop_i, new_i, trend_i, src), c in zip(top.tolist(), top_cats, strict=True))
         for i, t, c, sim_i, pop_i, new_i, trend_i, src in parts:
             if not math.isfinite(t) or t <= 0:
                 break

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from aiokafka.partitioner import murmur2
 
 __all__ = ["partition_for"]
 
 
+@lru_cache(maxsize=65_536)  # keys are course ids: few, and murmur2 is pure Python (~3 µs)
 def partition_for(key: bytes, partitions: int) -> int:
     """The partition Kafka's default partitioner (murmur2, the Java client's and aiokafka's)
     gives ``key`` among ``partitions``: a record sent there explicitly lands where a keyed send

@@ -448,6 +448,11 @@ class _DelayedOutcomeModel:
 
     def _setup(self, horizon_days: float, min_interval_days: float, l2: float, lr: float,
                model: str, seed: int) -> None:
+        self.horizon_days = horizon_days
+        self.l2 = l2
+        self.lr = lr
+        self.model = model
+        self.seed = seed
         if not (isinstance(horizon_days, int | float) and 0 < horizon_days < 10_000):
             msg = f"horizon_days must be a number in (0, 10000), got {horizon_days!r}"
             raise ValueError(msg)
@@ -557,13 +562,8 @@ class ChurnModel(_DelayedOutcomeModel):
         model: str = "logreg",
         seed: int = 0,
     ) -> None:
-        self.horizon_days = horizon_days
         self.min_interval_days = min_interval_days
         self.ages_days = tuple(ages_days) if isinstance(ages_days, Iterable) else ages_days
-        self.l2 = l2
-        self.lr = lr
-        self.model = model
-        self.seed = seed
         self._setup(horizon_days, min_interval_days, l2, lr, model, seed)
         ages = self.ages_days
         if (
@@ -609,11 +609,6 @@ class RepurchaseModel(_DelayedOutcomeModel):
         model: str = "logreg",
         seed: int = 0,
     ) -> None:
-        self.horizon_days = horizon_days
-        self.l2 = l2
-        self.lr = lr
-        self.model = model
-        self.seed = seed
         self._setup(horizon_days, 0.0, l2, lr, model, seed)
 
     def _outcome(self, is_purchase: bool) -> bool:

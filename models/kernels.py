@@ -18,6 +18,8 @@ benchmark measures the kernels with.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from numba import njit
 
@@ -162,11 +164,9 @@ def row_similarities(co: np.ndarray, other_pop: np.ndarray, self_pop: float, *, 
     return _row_similarities(co, other_pop, float(self_pop), float(total), MEASURES[measure], int(k), float(min_co))
 
 
-def row_similarities_numpy(co: np.ndarray, other_pop: np.ndarray, self_pop: float, *, total: float = 1.0,
-                           measure: str = "cosine", k: int = 20, min_co: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
-    """Reference implementation of :func:`row_similarities` in plain NumPy."""
-    co = np.asarray(co, dtype=np.float64)
-    other_pop = np.asarray(other_pop, dtype=np.float64)
+def _similarities_numpy(co: np.ndarray, other_pop: np.ndarray, self_pop: Any, total: float, measure: str,
+                        min_co: float) -> np.ndarray:
+    """Each entry's similarity (``-1`` where it has none), the references' one formula per measure."""
     if measure == "cosine":
         denom = np.sqrt(self_pop * other_pop)
     elif measure == "jaccard":
@@ -175,7 +175,14 @@ def row_similarities_numpy(co: np.ndarray, other_pop: np.ndarray, self_pop: floa
         denom = self_pop * other_pop / total
     valid = (co >= min_co) & (other_pop > 0) & (self_pop > 0) & (denom > 0)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        sims = np.where(valid, co / np.where(valid, denom, 1.0), -1.0)
+        return np.where(valid, co / np.where(valid, denom, 1.0), -1.0)
+
+
+def row_similarities_numpy(co: np.ndarray, other_pop: np.ndarray, self_pop: float, *, total: float = 1.0,
+                           measure: str = "cosine", k: int = 20, min_co: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """Reference implementation of :func:`row_similarities` in plain NumPy."""
+    co = np.asarray(co, dtype=np.float64)
+    sims = _similarities_numpy(co, np.asarray(other_pop, dtype=np.float64), self_pop, total, measure, min_co)
     order = np.lexsort((np.arange(len(sims)), -sims))[:k]
     order = order[sims[order] > -1.0]
     return order.astype(np.int64), sims[order]
@@ -272,16 +279,7 @@ def row_similarities_batch_numpy(indptr: np.ndarray, cols: np.ndarray, co: np.nd
     k = max(int(k), 0)
     row_of = np.repeat(np.arange(rows), np.diff(indptr))
     sp = np.asarray(self_pop, dtype=np.float64)[row_of]
-    p = np.asarray(pop, dtype=np.float64)[cols]
-    if measure == "cosine":
-        denom = np.sqrt(sp * p)
-    elif measure == "jaccard":
-        denom = sp + p - co
-    else:
-        denom = sp * p / total
-    valid = (co >= min_co) & (p > 0) & (sp > 0) & (denom > 0)
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        sims = np.where(valid, co / np.where(valid, denom, 1.0), -1.0)
+    sims = _similarities_numpy(co, np.asarray(pop, dtype=np.float64)[cols], sp, total, measure, min_co)
     position = np.arange(co.size)
     order = np.lexsort((position, -sims, row_of))
     rank = position - indptr[row_of]  # rows stay contiguous, so row_of[order] == row_of

@@ -298,6 +298,20 @@ def _pipeline_batches(n_events: int, seed: int, tick_events: tuple[int, ...], in
     return out
 
 
+def _user_and_neighbours(rng: Any, n_items: int) -> tuple[Any, Any, Any, Any]:
+    """Random neighbour lists (K=TOP_K, best first) of a catalogue and one user's recent courses
+    with their weights: the inputs of the ranking kernels."""
+    import numpy as np
+
+    neigh_idx = np.full((n_items, TOP_K), -1, dtype=np.int64)
+    m = min(TOP_K, n_items - 1)
+    for row in neigh_idx:
+        row[:m] = rng.choice(n_items, size=m, replace=False)
+    neigh_sim = -np.sort(-rng.random((n_items, TOP_K)), axis=1)
+    items = rng.choice(n_items, size=RECENT_ITEMS, replace=False).astype(np.int64)
+    return neigh_idx, neigh_sim, items, rng.random(RECENT_ITEMS)
+
+
 def bench_kernels(quick: bool = False, *, min_time: float | None = None, repeat: int | None = None,
                   seed: int = 0) -> dict[str, Any]:
     """Each Numba kernel (its public function and its jitted core) against its NumPy reference.
@@ -357,13 +371,7 @@ def bench_kernels(quick: bool = False, *, min_time: float | None = None, repeat:
     # score_candidates: 20 recent items through K=20 neighbours into a catalogue of n_items
     cands = []
     for n_items in CATALOGUE_SIZES:
-        neigh_idx = np.full((n_items, TOP_K), -1, dtype=np.int64)
-        m = min(TOP_K, n_items - 1)
-        for row in neigh_idx:
-            row[:m] = rng.choice(n_items, size=m, replace=False)
-        neigh_sim = -np.sort(-rng.random((n_items, TOP_K)), axis=1)
-        items = rng.choice(n_items, size=RECENT_ITEMS, replace=False).astype(np.int64)
-        weights = rng.random(RECENT_ITEMS)
+        neigh_idx, neigh_sim, items, weights = _user_and_neighbours(rng, n_items)
         fig = timed(
             lambda i=items, w=weights, ni=neigh_idx, ns=neigh_sim, n=n_items: K.score_candidates(i, w, ni, ns, n),
             lambda i=items, w=weights, ni=neigh_idx, ns=neigh_sim, n=n_items: K._score_candidates(i, w, ni, ns, n),
@@ -381,13 +389,7 @@ def bench_kernels(quick: bool = False, *, min_time: float | None = None, repeat:
     # blocked courses and the best n * 4) for one user, 20 recent items, into catalogues of n_items
     ranks = []
     for n_items in CATALOGUE_SIZES:
-        neigh_idx = np.full((n_items, TOP_K), -1, dtype=np.int64)
-        m = min(TOP_K, n_items - 1)
-        for row in neigh_idx:
-            row[:m] = rng.choice(n_items, size=m, replace=False)
-        neigh_sim = -np.sort(-rng.random((n_items, TOP_K)), axis=1)
-        items = rng.choice(n_items, size=RECENT_ITEMS, replace=False).astype(np.int64)
-        weights = rng.random(RECENT_ITEMS)
+        neigh_idx, neigh_sim, items, weights = _user_and_neighbours(rng, n_items)
         pop = rng.exponential(1.0, n_items)
         pop_norm = pop / pop.max()
         trending = 0.02 * pop_norm

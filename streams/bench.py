@@ -112,6 +112,8 @@ class BenchConfig:
     oulad_events: int = 200_000
     latency_s: float = 20.0
     fractions: tuple[float, ...] = (0.25, 0.5, 0.75)
+    #: ``--latency-at``: only (e), one worker, at these offered rates (ev/s) instead of fractions of (c)
+    latency_rates: tuple[float, ...] = ()
     memory_users: int = 100_000
     memory_events_per_user: int = 4
     eval_events: int = 20_000
@@ -1286,8 +1288,9 @@ class _Live:
         cfg = self.config
         settings = self.settings_for("lat")
         warm_s = 3.0 if cfg.quick else 5.0
-        rates = [f * rate_c for f in cfg.fractions]
-        needed = int(cfg.fractions[0] * rate_c * (warm_s + 10) + sum(r * cfg.latency_s for r in rates) * 1.1) + 1000
+        rates = list(cfg.latency_rates) or [f * rate_c for f in cfg.fractions]
+        fractions = [None] * len(rates) if cfg.latency_rates else list(cfg.fractions)
+        needed = int(rates[0] * (warm_s + 10) + sum(r * cfg.latency_s for r in rates) * 1.1) + 1000
         courses, events = _simulate(needed, cfg.seed + 1)
         await create_topics(settings)
         await produce(settings, courses)
@@ -1316,7 +1319,7 @@ class _Live:
             if await self.drain(worker, sent_total, 120.0) < 0:
                 msg = f"{worker.name} did not take in the {warm.total} warm-up events within 120 s"
                 raise _PhaseError(msg)
-            for fraction, rate in zip(cfg.fractions, rates, strict=True):
+            for fraction, rate in zip(fractions, rates, strict=True):
                 stats = ProduceStats(keep_sent_at=10**8)
                 cpu0, t0, sys0, me0 = _cpu_s(worker.proc.pid), time.monotonic(), _system_cpu(), _cpu_s(os.getpid())
                 th0 = _thread_cpu_s(worker.proc.pid)
@@ -1661,6 +1664,9 @@ async def _live_parts(config: BenchConfig, live: _Live, result: dict[str, Any]) 
 
     live.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2))
     try:
+        if config.latency_rates:  # --latency-at: (e) only, at the given offered rates
+            result["latency"] = await _aphase(result, "(e) latency at given offered rates", live.latency(1.0))
+            return
         courses, events = _simulate(config.events, config.seed)
         n = len(events)
         result["events"] = n
@@ -1732,6 +1738,8 @@ def _headline(result: dict[str, Any]) -> None:
     result["faust_empty_to_raw"] = _ratio(empty, raw)
     result["two_workers_to_one"] = _ratio(two, one)
     for ph in _get(result, "latency", "phases") or []:
+        if ph["fraction"] is None:  # --latency-at: an offered rate, not a fraction of (c)
+            continue
         pct = round(ph["fraction"] * 100)
         result[f"p99_event_to_rec_ms_at_{pct}pct"] = ph["event_to_recommendation_ms"]["p99"]
         result[f"p99_event_to_alert_ms_at_{pct}pct"] = ph["event_to_alert_ms"]["p99"]
@@ -1765,12 +1773,15 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
     previous = _sigterm_to_interrupt()
     workdir = Path(tempfile.mkdtemp(prefix="coursepulse-bench-"))
     try:
-        result["kernels"] = _phase(result, "(f) kernels vs NumPy", lambda: bench_kernels(quick=config.quick))
-        result["memory"] = _phase(result, "(h) memory per 100k users", lambda: _memory_in_subprocess(
-            config.memory_users, config.memory_events_per_user, workdir))
-        result["eval"] = _phase(result, "(g) offline eval", lambda: bench_eval(
-            config.eval_events, oulad=None if config.quick else config.oulad,
-            oulad_events=config.oulad_events, seed=config.seed))
+        only_latency = bool(config.latency_rates)
+        result["kernels"] = None if only_latency else _phase(result, "(f) kernels vs NumPy",
+                                                             lambda: bench_kernels(quick=config.quick))
+        if not only_latency:
+            result["memory"] = _phase(result, "(h) memory per 100k users", lambda: _memory_in_subprocess(
+                config.memory_users, config.memory_events_per_user, workdir))
+            result["eval"] = _phase(result, "(g) offline eval", lambda: bench_eval(
+                config.eval_events, oulad=None if config.quick else config.oulad,
+                oulad_events=config.oulad_events, seed=config.seed))
         requested = Settings.from_env()
         with EmbeddedServices(requested, workdir / "services") as services:
             broker_pid = services.broker.pid if services.broker is not None else None
@@ -1795,7 +1806,7 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
         config.json_out.parent.mkdir(parents=True, exist_ok=True)
         config.json_out.write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS
                                                  | orjson.OPT_SERIALIZE_NUMPY) + b"\n")
-    if config.plot_out is not None:
+    if config.plot_out is not None and not config.latency_rates:  # the plot needs (a)-(d) and fractions of (c)
         _phase(result, "plot", lambda: write_plot(result, config.plot_out))
     return result
 
@@ -1872,12 +1883,12 @@ def table_rows(result: dict[str, Any]) -> list[tuple[str, str, str]]:
                      f"{_fmt(backlog['events_per_s_until_drained'], 0, ' ev/s')} "
                      f"({_fmt(backlog['updates_queued_when_inputs_done'])} updates queued when inputs were done)"))
     for ph in _get(result, "latency", "phases") or []:
-        pct = round(ph["fraction"] * 100)
+        pct = "" if ph["fraction"] is None else f"{round(ph['fraction'] * 100)}% "
         rec = ph["event_to_recommendation_ms"]
         alert = ph["event_to_alert_ms"]
-        rows.append(("latency", f"(e) event→rec p50/p95/p99 at {pct}% ({ph['offered_events_per_s']:,.0f} ev/s)",
+        rows.append(("latency", f"(e) event→rec p50/p95/p99 at {pct}({ph['offered_events_per_s']:,.0f} ev/s)",
                      f"{_fmt(rec['p50'])} / {_fmt(rec['p95'])} / {_fmt(rec['p99'])} ms (n={rec['n']})"))
-        rows.append(("latency", f"(e) event→alert p50/p95/p99 at {pct}%",
+        rows.append(("latency", f"(e) event→alert p50/p95/p99 at {pct}({ph['offered_events_per_s']:,.0f} ev/s)",
                      f"{_fmt(alert['p50'])} / {_fmt(alert['p95'])} / {_fmt(alert['p99'])} ms (n={alert['n']})"))
     fetch = result.get("broker_fetch_latency") or {}
     for key, value in fetch.items():

@@ -81,6 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
     bn.add_argument("--plot", type=Path, default=None, help="throughput/latency plot (default: the JSON path with .png)")
     bn.add_argument("--no-profile", action="store_true", help="skip the py-spy profile of a worker")
     bn.add_argument("--profile-raw", type=Path, default=None, help="keep py-spy's raw profile here")
+    bn.add_argument("--latency-at", default=None, metavar="RATES",
+                    help="only (e): one worker's latency at these offered rates, ev/s, comma-separated (e.g. 300,600)")
     return parser
 
 
@@ -130,6 +132,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             events=args.events, quick=args.quick, json_out=args.json_out, oulad=args.oulad,
             oulad_events=args.oulad_events, profile=False if args.no_profile else None,
             profile_raw=args.profile_raw, plot_out=args.plot or args.json_out.with_suffix(".png"),
+            latency_rates=tuple(float(r) for r in args.latency_at.split(",")) if args.latency_at else None,
         )
         try:
             result = run_bench(config)

@@ -42,7 +42,7 @@ class Settings:
     ingest_batch: int = _f("COURSEPULSE_INGEST_BATCH", 500, "Input events taken per batch (state is written once per user and batch).")
     ingest_batch_within_s: float = _f("COURSEPULSE_INGEST_BATCH_WITHIN_S", 0.02, "A batch is processed when full or after this many seconds.")
     fetch_max_wait_ms: int = _f("COURSEPULSE_FETCH_MAX_WAIT_MS", 25, "Longest a fetch waits for data (Faust hard-codes 1500 ms; a floor under latency).")
-    fetch_min_bytes: int = _f("COURSEPULSE_FETCH_MIN_BYTES", 32_768, "A fetch returns once this much data is ready or after the max wait: under light traffic the worker then fetches at the max-wait pace instead of once per few records; aiokafka encodes and decodes every fetch of the worker's ~70 partitions in Python (measured: ~40% less worker CPU at 50 ev/s, see docs/benchmark.md).")
+    fetch_min_bytes: int = _f("COURSEPULSE_FETCH_MIN_BYTES", 32_768, "A fetch returns once this much data is ready or after the max wait: under light traffic the worker then fetches at the max-wait pace instead of once per few records; aiokafka encodes and decodes every fetch of the worker's ~70 partitions in Python (the trade-off in latency and CPU is measured in docs/benchmark.md).")
     profile_flush_s: float = _f("COURSEPULSE_PROFILE_FLUSH_S", 1.0, "Changed profiles are published at most once per user per this many seconds.")
     rec_flush_s: float = _f("COURSEPULSE_REC_FLUSH_S", 0.05, "A user's recommendations are recomputed and published at most once per this many seconds.")
     rec_n: int = _f("COURSEPULSE_REC_N", 10, "Items per recommendation list.")

@@ -18,7 +18,7 @@ from models.recommend import RowUpdate, apply_update, inflation, new_row, rows_n
 from streams import tables, topics
 from streams.app import app, settings
 from streams.metrics import metrics
-from streams.runtime import as_current_event, dirty_rows, index
+from streams.runtime import PartitionScope, dirty_rows, index
 
 __all__ = ["accumulate_similarity", "parse_updates", "publish_neighbours"]
 
@@ -31,9 +31,10 @@ _latest_ts: dict[str, int] = {"ts": 0}
 async def accumulate_similarity(stream):  # noqa: ANN001 - faust stream
     """Add row updates to their course's stored row (one table write per course and batch)."""
     async for batch in stream.take_events(settings.ingest_batch, settings.ingest_batch_within_s):
-        rows: dict[str, tuple[dict, object]] = {}
+        rows: dict[str, tuple[dict, PartitionScope]] = {}
         applied = 0
         for event in batch:
+            scope = PartitionScope(event)  # a bundle holds only rows its partition owns
             try:
                 updates = parse_updates(orjson.loads(event.message.value))
             except (ValueError, KeyError, TypeError) as exc:  # our own topic: a bug, not user input
@@ -43,14 +44,13 @@ async def accumulate_similarity(stream):  # noqa: ANN001 - faust stream
             for update in updates:
                 entry = rows.get(update.course_id, (None,))[0]
                 if entry is None:
-                    entry = tables.cooc.get(update.course_id) or new_row()
-                rows[update.course_id] = (apply_update(entry, update, _HL_MS), event)
+                    entry = scope.get(tables.cooc, update.course_id) or new_row()
+                rows[update.course_id] = (apply_update(entry, update, _HL_MS), scope)
                 _latest_ts["ts"] = max(_latest_ts["ts"], update.ts)
             applied += len(updates)
-        for course_id, (entry, event) in rows.items():
-            as_current_event(event)  # the row's changelog partition: the one its bundle came in on
-            tables.cooc[course_id] = entry
-            dirty_rows[course_id] = event.message.partition
+        for course_id, (entry, scope) in rows.items():
+            scope.put(tables.cooc, course_id, entry)  # the partition its bundle came in on
+            dirty_rows[course_id] = scope.partition
         metrics.inc("cooc_updates_applied", by=applied)
 
 

@@ -1,9 +1,12 @@
-"""Fresh top-N recommendations after a user's activity, coalesced per user per interval.
+"""Top-N recommendations, ranked by the step that changed the user: in the ingest batch that
+folded their events, before that batch's offsets are committed.
 
-The ingest agent records each active user's latest event; this timer ranks their candidates
-from the worker's neighbour index (Numba kernel), publishes a ``recommendations`` message with
-a reason per item, and writes the list to Redis for low-latency reads (``GET
-/recommendations/{user_id}`` on any worker).
+The ranker scores candidates from the worker's neighbour index (Numba kernel) and gives a reason
+per item; the list goes to ``recommendations`` (the user's partition) and to Redis for
+low-latency reads (``GET /recommendations/{user_id}`` on any worker). Its ``rec_id`` is derived
+from the triggering event, so a redelivered trigger makes the same list id. Only while the
+worker has no neighbour index at all (its first seconds) is a list not rankable; such users wait
+in :data:`streams.runtime.pending_recs` and the timer here ranks them once the index arrives.
 """
 
 from __future__ import annotations
@@ -21,9 +24,9 @@ from schemas.outputs import RecItem, Recommendations
 from streams import tables, topics
 from streams.app import app, settings
 from streams.metrics import metrics
-from streams.runtime import YIELD_EVERY, dirty_recs, index, ranker, serving
+from streams.runtime import YIELD_EVERY, RecTrigger, index, pending_recs, ranker, serving
 
-__all__ = ["MODEL_VERSIONS", "flush_recommendations", "with_repurchase_reason"]
+__all__ = ["MODEL_VERSIONS", "flush_pending", "rec_value", "send_recommendations", "with_repurchase_reason"]
 #: repurchase propensity from which a bought course's follow-up is worded "continue with …"
 REPURCHASE_REASON_AT = 0.5
 
@@ -37,43 +40,62 @@ def rec_id_for(user_id: str, event_id: str) -> str:
     return str(uuid.uuid5(_NS, f"{user_id}/{event_id}"))
 
 
+def rec_value(state: UserState, trigger: RecTrigger) -> bytes | None:
+    """The ``recommendations`` record for ``state`` after ``trigger`` (JSON bytes), or None when
+    nothing can be ranked (no neighbour index yet, or no candidate)."""
+    if index.size == 0:
+        return None
+    items = ranker.recommend(state, index, trigger.ts)
+    if not items:
+        return None
+    items = with_repurchase_reason(items, state, trigger.partition, trigger.ts)
+    record = Recommendations(
+        rec_id=rec_id_for(state.user_id, trigger.event_id),
+        user_id=state.user_id,
+        items=[RecItem(course_id=c, score=s, reason=r) for c, s, r in items],
+        model_versions=MODEL_VERSIONS,
+        generated_at=trigger.ts,
+        event_id=trigger.event_id,
+    )
+    metrics.inc("recommendations_published")
+    return encode(record)
+
+
+async def send_recommendations(user_id: str, value: bytes, partition: int) -> None:
+    """Send one list to ``recommendations`` (the user's own partition)."""
+    await topics.recommendations.send(key=user_id.encode(), value=value, partition=partition)
+
+
+def attribution_gauges() -> None:
+    """Views and purchases that came from a list, per list published."""
+    metrics.set("rec_flush_at", time.time())
+    published = metrics.get("recommendations_published")
+    if published:
+        metrics.set("rec_click_through", round(metrics.get("rec_attributed", "views") / published, 6))
+        metrics.set("rec_conversion", round(metrics.get("rec_attributed", "purchases") / published, 6))
+
+
 @app.timer(settings.rec_flush_s)
-async def flush_recommendations() -> None:
-    """Rank and publish for every user active since the last flush."""
-    if not dirty_recs or index.size == 0:
+async def flush_pending() -> None:
+    """Rank the users whose list could not be ranked when their events came (no index yet)."""
+    if not pending_recs or index.size == 0:
         return
-    batch = list(dirty_recs.items())
-    dirty_recs.clear()
+    batch = list(pending_recs.items())
+    pending_recs.clear()
     served: list[tuple[str, bytes]] = []
     for n, (user_id, trigger) in enumerate(batch, 1):
-        raw = tables.users.get(user_id)
-        if raw is None:
+        raw = tables.users.get(user_id)  # no current event: the store looks in every partition
+        if raw is None:  # the partition moved to another worker, which owes the list now
             continue
-        state = UserState.from_dict(raw)
-        items = ranker.recommend(state, index, trigger.ts)
-        if not items:
+        value = rec_value(UserState.from_dict(raw), trigger)
+        if value is None:
             continue
-        items = with_repurchase_reason(items, state, trigger.partition, trigger.ts)
-        record = Recommendations(
-            rec_id=rec_id_for(user_id, trigger.event_id),
-            user_id=user_id,
-            items=[RecItem(course_id=c, score=s, reason=r) for c, s, r in items],
-            model_versions=MODEL_VERSIONS,
-            generated_at=trigger.ts,
-            event_id=trigger.event_id,
-        )
-        value = encode(record)
-        await topics.recommendations.send(key=user_id.encode(), value=value, partition=trigger.partition)
-        metrics.inc("recommendations_published")
+        await send_recommendations(user_id, value, trigger.partition)
         served.append((user_id, value))
         if n % YIELD_EVERY == 0:
             await asyncio.sleep(0)  # let waiting events in: a long flush must not hold the loop
     await serving.put_many("rec", served)
-    metrics.set("rec_flush_at", time.time())
-    published = metrics.get("recommendations_published")
-    if published:  # attribution: views and purchases that came from a list, per list published
-        metrics.set("rec_click_through", round(metrics.get("rec_attributed", "views") / published, 6))
-        metrics.set("rec_conversion", round(metrics.get("rec_attributed", "purchases") / published, 6))
+    attribution_gauges()
 
 
 def with_repurchase_reason(items: list[tuple[str, float, str]], state: UserState, partition: int,

@@ -19,7 +19,7 @@ from schemas.codec import encode
 from schemas.outputs import ChurnAlert, Factor
 from streams import tables, topics
 from streams.metrics import metrics
-from streams.runtime import EveryN, index, new_retention, retention
+from streams.runtime import EveryN, PartitionScope, index, new_retention, retention
 
 __all__ = ["alert_record", "checkpoint", "models_for", "on_watermark"]
 
@@ -63,12 +63,14 @@ def alert_record(a: AlertDecision) -> ChurnAlert:
     )
 
 
-async def on_watermark(partition: int, watermark: int, avg_ltv: float) -> int:
-    """Score due users of the partition at the new watermark and send their alerts."""
+async def on_watermark(scope: PartitionScope, watermark: int, avg_ltv: float) -> int:
+    """Score due users of the scope's partition at the new watermark and send their alerts."""
+    partition = scope.partition
+    scope.enter()
     rm = models_for(partition)
 
     def get_state(user_id: str) -> UserState | None:
-        raw = tables.users.get(user_id)
+        raw = scope.get(tables.users, user_id)
         return UserState.from_dict(raw) if raw else None
 
     def title_of(course_id: str) -> str:

@@ -35,7 +35,7 @@ from schemas.outputs import ReferralCandidate
 from streams import tables, topics
 from streams.app import app, settings
 from streams.metrics import metrics
-from streams.runtime import EveryN, dirty_profiles
+from streams.runtime import EveryN, PartitionScope, serving
 
 __all__ = ["candidate_record", "extras", "models_for", "on_user_event", "on_watermark", "score_referrals",
            "send_candidates"]
@@ -135,12 +135,16 @@ def extras(state: UserState, now: int, partition: int) -> dict[str, Any]:
 @app.agent(topics.referral_credits)
 async def score_referrals(stream):  # noqa: ANN001 - faust stream
     """Per credit: update the sharer's referral stats, teach the model, check the candidate rule."""
+    from agents.ingest import partition_stats  # noqa: PLC0415 - likewise
+    from agents.publish_profiles import profile_value, send_profile  # noqa: PLC0415 - it imports this module
+
     async for event in stream.events():
         message = event.message
+        scope = PartitionScope(event)  # the credit is keyed by the sharer: their partition
         try:
             credit = orjson.loads(message.value)
             sharer = credit["sharer"]
-            raw = tables.users.get(sharer)
+            raw = scope.get(tables.users, sharer)
             state = UserState.from_dict(raw) if raw else UserState(sharer, partition=message.partition)
             state.referrals, applied = record_credit(state.referrals, credit)
             ts = int(credit["ts"])
@@ -160,10 +164,14 @@ async def score_referrals(stream):  # noqa: ANN001 - faust stream
         if credit["credited"]:
             rm.on_credit(state, ts)
             candidate = _decide(rm, state, max(ts, state.last_ts))
-        tables.users[sharer] = state.to_dict()
-        dirty_profiles[sharer] = message.partition
+        scope.put(tables.users, sharer, state.to_dict())
         metrics.inc("referral_credits_applied", "credited" if credit["credited"] else "outside_window")
         _checkpoint(message.partition)
         if candidate is not None:
             await topics.referral_candidates.send(key=sharer.encode(), value=encode(candidate),
                                                   partition=message.partition)
+        # the sharer's profile changed: publish it before this credit is acknowledged
+        scope.enter()
+        value = profile_value(state, message.partition, partition_stats(message.partition))
+        await send_profile(sharer, value, message.partition)
+        await serving.put_many("profile", [(sharer, value)])

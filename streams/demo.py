@@ -289,7 +289,7 @@ async def _demo(args: argparse.Namespace, settings: Settings, workdir: Path) -> 
             if _sum(stats, "events_in") >= good and tail.counts["events-dlq"] >= final_sent.expected_dlq:
                 break
             await asyncio.sleep(0.3)
-        await asyncio.sleep(2 * settings.profile_flush_s + 0.5)
+        await asyncio.sleep(1.0)  # the last batch's outputs and the tail's last poll
     finally:
         if live is not None:
             live.stop()

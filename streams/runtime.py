@@ -1,4 +1,5 @@
-"""Worker-scoped objects shared by the agents: profile rules, the Redis serving copy, dirty sets."""
+"""Worker-scoped objects shared by the agents: profile rules, the Redis serving copy, the
+neighbour index, and the one way agents reach a partition's tables (:class:`PartitionScope`)."""
 
 from __future__ import annotations
 
@@ -15,8 +16,8 @@ from streams.app import settings
 from streams.serving import RedisServing
 
 __all__ = [
-    "YIELD_EVERY", "EveryN", "RecTrigger", "as_current_event", "dirty_profiles", "dirty_recs", "dirty_rows", "index", "new_retention", "ranker", "retention",
-    "rules", "serving",
+    "YIELD_EVERY", "EveryN", "PartitionScope", "RecTrigger", "as_current_event", "dirty_rows", "index", "new_retention",
+    "pending_recs", "ranker", "retention", "rules", "serving",
 ]
 
 #: timers that publish many users give the event loop back after this many (a flush of hundreds
@@ -24,8 +25,6 @@ __all__ = [
 YIELD_EVERY = 32
 rules = SegmentRules()
 serving = RedisServing(settings.redis_url, prefix=settings.redis_prefix, ttl_s=settings.redis_ttl_s)
-#: user_id -> partition, for users whose profile changed since the last flush
-dirty_profiles: dict[str, int] = {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,8 +36,9 @@ class RecTrigger:
     ts: int
 
 
-#: user_id -> what triggered a fresh recommendation list
-dirty_recs: dict[str, RecTrigger] = {}
+#: user_id -> the trigger of a list that could not be ranked yet (the worker has no neighbour
+#: index in its first seconds); ``agents.publish_recommendations.flush_pending`` ranks them
+pending_recs: dict[str, RecTrigger] = {}
 #: course_id -> partition, for co-occurrence rows changed since their neighbours were published
 dirty_rows: dict[str, int] = {}
 #: the broadcast copy of every course's neighbours, popularity and catalogue entry
@@ -64,6 +64,38 @@ def as_current_event(event: Any) -> None:
     events, so they point it at an event of the right partition first.
     """
     _faust_streams._current_event.set(weakref.ref(event))  # noqa: SLF001 - see the docstring
+
+
+class PartitionScope:
+    """Table access pinned to one partition: every read and every write of a batch's partition
+    goes through one of these, which makes an event of that partition current first.
+
+    Faust's RocksDB store keeps one database per partition and, when an event is current, reads
+    only the current event's partition: a read made under another partition's event returns
+    nothing (the memory store ignores partitions, so such a bug passes every memory test). A
+    write's changelog record goes to the current event's partition too. Reading and writing only
+    through the scope of the partition the key lives in makes both right by construction.
+    """
+
+    __slots__ = ("event", "partition")
+
+    def __init__(self, event: Any) -> None:
+        self.event = event
+        self.partition: int = event.message.partition
+
+    def enter(self) -> None:
+        """Make this partition's event current (for model loads and checkpoints that use tables)."""
+        as_current_event(self.event)
+
+    def get(self, table: Any, key: str) -> Any:
+        """``table[key]`` as stored in this partition, or None."""
+        as_current_event(self.event)
+        return table.get(key)
+
+    def put(self, table: Any, key: str, value: Any) -> None:
+        """Write ``table[key]`` in this partition (store and changelog)."""
+        as_current_event(self.event)
+        table[key] = value
 
 
 class EveryN:

@@ -35,13 +35,18 @@ def services() -> Iterator[Settings]:
         yield svc.settings
 
 
-@pytest.fixture
-def isolated(services: Settings) -> Settings:
-    """The session's services with a fresh topic prefix, app id and Redis prefix."""
+#: every stateful integration test runs with both table stores: RocksDB keeps one store per
+#: partition (a read under another partition's event finds nothing), memory ignores partitions
+STORES = ("memory://", "rocksdb://")
+
+
+@pytest.fixture(params=STORES, ids=lambda s: s.split(":")[0])
+def isolated(services: Settings, request: pytest.FixtureRequest) -> Settings:
+    """The session's services with a fresh topic prefix, app id and Redis prefix, for each store."""
     tag = uuid.uuid4().hex[:8]
     return dataclasses.replace(
         services, topic_prefix=f"t{tag}-", app_id=f"cp-{tag}", redis_prefix=f"cp-test-{tag}:",
-        partitions=4, profile_flush_s=0.3,
+        partitions=4, store=request.param,
     )
 
 

@@ -83,6 +83,12 @@ def build_parser() -> argparse.ArgumentParser:
     bn.add_argument("--profile-raw", type=Path, default=None, help="keep py-spy's raw profile here")
     bn.add_argument("--latency-at", default=None, metavar="RATES",
                     help="only (e): one worker's latency at these offered rates, ev/s, comma-separated (e.g. 300,600)")
+    sk = sub.add_parser("soak", help="one worker under steady simulated traffic for minutes; its memory sampled (a report)")
+    sk.add_argument("--json", type=Path, required=True, dest="json_out", help="write the report here (JSON)")
+    sk.add_argument("--duration", type=float, default=600.0, help="seconds of traffic (default 600)")
+    sk.add_argument("--load", type=float, default=0.5, help="share of the calibrated sustainable rate (default 0.5)")
+    sk.add_argument("--rate", type=float, default=None, help="events/s instead of calibrating")
+    sk.add_argument("--users", type=int, default=3000, help="simulated users (default 3000)")
     return parser
 
 
@@ -145,6 +151,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             table.add_row(*row)
         Console().print(table)
         return 1 if result["errors"] else 0
+    if args.command == "soak":
+        import asyncio
+
+        from streams.settings import Settings
+        from streams.soak import SoakConfig, run_soak
+
+        config = SoakConfig(duration_s=args.duration, load=args.load, rate=args.rate, users=args.users)
+        report = asyncio.run(run_soak(config, Settings.from_env(), args.json_out))
+        print({k: v for k, v in report.items() if k not in ("samples", "config")})
+        return 0 if report["worker_exit"] in (0, None) else 1
     if args.command == "demo":
         from streams.demo import run_demo
 

@@ -1,0 +1,202 @@
+"""``coursepulse soak``: one worker under steady simulated traffic for minutes, its memory sampled.
+
+First a calibration: a fresh worker drains a pre-produced backlog as fast as it can, which gives
+the rate it sustains. Then a second fresh worker takes simulated traffic at a fraction of that
+rate (default one half) for ``--duration`` seconds while its resident memory (VmRSS), events
+processed and backlog are sampled. The report says how much RSS grew after the warm-up (the
+first sixth of the run, when new users and courses still arrive) and the least-squares slope of
+RSS over the rest, in MB per 10 minutes. It is a report, not a test: figures, not a verdict.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from streams.settings import Settings
+
+__all__ = ["SoakConfig", "run_soak"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class SoakConfig:
+    """What to run: duration, share of the sustainable rate, simulated platform, sampling."""
+
+    duration_s: float = 600.0
+    load: float = 0.5
+    rate: float | None = None  # events/s; None: load x the calibrated sustainable rate
+    users: int = 3000
+    days: float = 365.0
+    calibration_events: int = 20_000
+    sample_every_s: float = 10.0
+    seed: int = 11
+
+
+def _get(port: int, path: str) -> Any:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as r:
+            return orjson.loads(r.read())
+    except (OSError, ValueError):
+        return None
+
+
+def _events_in(port: int) -> float | None:
+    stats = _get(port, "/stats")
+    if stats is None:
+        return None
+    value = stats.get("events_in", 0)
+    return float(sum(value.values()) if isinstance(value, dict) else value)
+
+
+def _slope_per_10min(samples: list[tuple[float, float]]) -> float | None:
+    """Least-squares slope of (t s, MB) samples, in MB per 600 s."""
+    if len(samples) < 3:
+        return None
+    n = len(samples)
+    mt = sum(t for t, _ in samples) / n
+    mv = sum(v for _, v in samples) / n
+    den = sum((t - mt) ** 2 for t, _ in samples)
+    if den == 0:
+        return None
+    return 600.0 * sum((t - mt) * (v - mv) for t, v in samples) / den
+
+
+class _Run:
+    def __init__(self, base: Settings, workdir: Path) -> None:
+        from streams.bench import _Children
+
+        self.base = base
+        self.workdir = workdir
+        self.children = _Children()
+        self.tag = uuid.uuid4().hex[:6]
+
+    def settings_for(self, phase: str) -> Settings:
+        return dataclasses.replace(self.base, topic_prefix=f"soak{self.tag}-{phase}-",
+                                   app_id=f"soak{self.tag}-{phase}", redis_prefix=f"cp-soak-{self.tag}-{phase}:",
+                                   redis_ttl_s=3600)
+
+    def start_worker(self, settings: Settings, name: str) -> Any:
+        from streams.bench import _child_env
+        from streams.embedded import free_port
+
+        port = free_port()
+        env = _child_env({**settings.to_env(), "COURSEPULSE_WEB_PORT": str(port),
+                          "COURSEPULSE_DATA_DIR": str(self.workdir / name)})
+        child = self.children.start(name, [sys.executable, "-m", "streams.cli", "worker"],
+                                    self.workdir / f"{name}.log", env, port)
+        deadline = time.monotonic() + 90
+        while _get(port, "/healthz") is None:
+            if not child.alive() or time.monotonic() > deadline:
+                msg = f"{name} did not start:\n{child.log_tail()}"
+                raise RuntimeError(msg)
+            time.sleep(0.2)
+        return child
+
+    async def calibrate(self, config: SoakConfig) -> float:
+        """Events/s one worker drains from a pre-produced backlog."""
+        from streams.admin import create_topics
+        from streams.producer import produce
+        from streams.simulator import PlatformSimulator, SimConfig
+
+        settings = self.settings_for("cal")
+        await create_topics(settings)
+        sim = PlatformSimulator(SimConfig(users=config.users, days=config.days, seed=config.seed + 1))
+        events = []
+        for record in sim.events():
+            events.append(record)
+            if len(events) >= config.calibration_events:
+                break
+        stats = await produce(settings, events)
+        target = sum(v for k, v in stats.good.items() if k != "courses")
+        worker = self.start_worker(settings, "calibration")
+        t0 = None
+        start_count = 0.0
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:
+            n = _events_in(worker.port) or 0.0
+            if t0 is None and n > 0:
+                t0, start_count = time.monotonic(), n
+            if n >= target:
+                break
+            await asyncio.sleep(0.2)
+        elapsed = time.monotonic() - (t0 or time.monotonic())
+        done = (_events_in(worker.port) or 0.0) - start_count
+        self.children.stop([worker])
+        return done / elapsed if elapsed > 0 else 0.0
+
+    async def soak(self, config: SoakConfig, rate: float) -> dict[str, Any]:
+        from streams.admin import create_topics
+        from streams.bench import _proc_memory
+        from streams.producer import ProduceStats, produce
+        from streams.simulator import PlatformSimulator, SimConfig
+
+        settings = self.settings_for("soak")
+        await create_topics(settings)
+        worker = self.start_worker(settings, "soak-worker")
+        sim = PlatformSimulator(SimConfig(users=config.users, days=config.days, seed=config.seed))
+        produced = ProduceStats()
+        producer = asyncio.create_task(produce(settings, sim.events(), rate=rate, duration=config.duration_s,
+                                               stats=produced))
+        samples: list[dict[str, Any]] = []
+        t0 = time.monotonic()
+        while not producer.done():
+            await asyncio.sleep(config.sample_every_s)
+            mem = _proc_memory(worker.proc.pid)
+            sent = sum(v for k, v in produced.good.items() if k != "courses")
+            processed = _events_in(worker.port)
+            samples.append({"t_s": round(time.monotonic() - t0, 1), "rss_mb": round(mem.get("vmrss_mb", 0.0), 1),
+                            "sent": sent, "processed": processed,
+                            "backlog": None if processed is None else sent - processed})
+            if not worker.alive():
+                break
+        await producer
+        self.children.stop([worker])
+        warm = config.duration_s / 6
+        after = [(s["t_s"], s["rss_mb"]) for s in samples if s["t_s"] >= warm]
+        return {
+            "rate_offered": round(rate, 1),
+            "duration_s": config.duration_s,
+            "samples": samples,
+            "rss_mb_after_warmup": after[0][1] if after else None,
+            "rss_mb_end": samples[-1]["rss_mb"] if samples else None,
+            "rss_growth_mb_after_warmup": round(after[-1][1] - after[0][1], 1) if after else None,
+            "rss_slope_mb_per_10min": None if (s := _slope_per_10min(after)) is None else round(s, 2),
+            "backlog_end": samples[-1]["backlog"] if samples else None,
+            "worker_exit": worker.proc.returncode,
+        }
+
+
+async def run_soak(config: SoakConfig, base: Settings, out: Path | None = None) -> dict[str, Any]:
+    """Calibrate (unless a rate is given), soak, and return (and write) the report."""
+    from streams.embedded import EmbeddedServices
+
+    with EmbeddedServices(base) as svc, tempfile.TemporaryDirectory(prefix="cp-soak-") as tmp:
+        run = _Run(svc.settings, Path(tmp))
+        try:
+            sustainable = None
+            rate = config.rate
+            if rate is None:
+                sustainable = await run.calibrate(config)
+                rate = config.load * sustainable
+                log.info("calibration: one worker drains %.0f ev/s; soaking at %.0f ev/s", sustainable, rate)
+            report = await run.soak(config, rate)
+        finally:
+            run.children.stop_all()
+    report = {"sustainable_events_per_s": None if sustainable is None else round(sustainable, 1),
+              "load": config.load if config.rate is None else None, **report,
+              "config": dataclasses.asdict(config)}
+    if out is not None:
+        out.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2))
+    return report

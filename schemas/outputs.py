@@ -130,7 +130,7 @@ class DeadLetter(Record):
     partition: int = constraint(description="Its partition.", ge=0)
     offset: int = constraint(description="Its offset.", ge=0)
     error: str = constraint(description="Why it was rejected.")
-    error_kind: str = constraint(description="decode | validation | key_mismatch | too_large | internal.")
+    error_kind: str = constraint(description="decode | validation | key_mismatch | too_large | wrong_partition | internal.")
     original_b64: str = constraint(description="The original value bytes, base64.")
     failed_at: int = constraint(description="When it was rejected (wall clock, UTC).", timestamp=True)
     key_b64: str | None = constraint(description="The original key bytes, base64.", default=None)

@@ -23,7 +23,7 @@ __all__ = [
 #: of profiles would otherwise hold every waiting event for its whole length)
 YIELD_EVERY = 32
 rules = SegmentRules()
-serving = RedisServing(settings.redis_url, prefix=settings.redis_prefix, ttl_s=settings.redis_ttl_s)
+serving = RedisServing.from_settings(settings)
 #: user_id -> partition, for users whose profile changed since the last flush
 dirty_profiles: dict[str, int] = {}
 

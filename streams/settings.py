@@ -120,7 +120,7 @@ class Settings:
             raise ValueError(msg)
 
         if (self.redis_tls_ca_file or self.redis_tls_cert_file or self.redis_tls_key_file) and \
-                self.redis_url and not self.redis_url.startswith("rediss://"):
+                not self.redis_url.startswith("rediss://"):  # the embedded Redis (empty URL) has no TLS
             msg = "COURSEPULSE_REDIS_TLS_* files need a rediss:// REDIS_URL"
             raise ValueError(msg)
         if self.redis_tls_key_file and not self.redis_tls_cert_file:

@@ -218,5 +218,7 @@ def test_redis_settings_become_client_options_and_tls_needs_rediss():
     assert pool.connection_kwargs["ssl_ca_certs"] == "/ca.pem"
     with pytest.raises(ValueError, match="rediss://"):
         Settings.from_env({"REDIS_URL": "redis://r:6379/0", "COURSEPULSE_REDIS_TLS_CA_FILE": "/ca.pem"})
+    with pytest.raises(ValueError, match="rediss://"):
+        Settings.from_env({"COURSEPULSE_REDIS_TLS_CERT_FILE": "/c.pem"})
     with pytest.raises(ValueError, match="COURSEPULSE_REDIS_MAX_OWED"):
         Settings.from_env({"COURSEPULSE_REDIS_MAX_OWED": "-1"})

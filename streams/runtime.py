@@ -24,7 +24,7 @@ __all__ = [
 #: of profiles would otherwise hold every waiting event for its whole length)
 YIELD_EVERY = 32
 rules = SegmentRules()
-serving = RedisServing(settings.redis_url, prefix=settings.redis_prefix, ttl_s=settings.redis_ttl_s)
+serving = RedisServing.from_settings(settings)
 
 
 @dataclass(frozen=True, slots=True)

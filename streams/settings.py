@@ -14,8 +14,8 @@ from typing import Any
 __all__ = ["ENV", "Settings"]
 
 
-def _f(env: str, default: Any, doc: str) -> Any:
-    return field(default=default, metadata={"env": env, "doc": doc})
+def _f(env: str, default: Any, doc: str, **kw: Any) -> Any:
+    return field(default=default, metadata={"env": env, "doc": doc}, **kw)
 
 
 @dataclass(frozen=True)
@@ -65,6 +65,13 @@ class Settings:
     redis_prefix: str = _f("COURSEPULSE_REDIS_PREFIX", "cp:", "Prefix of every Redis key.")
     recovery_consistency_check: bool = _f("COURSEPULSE_RECOVERY_CONSISTENCY_CHECK", True, "Faust's check that a table's persisted offset is not past the changelog's end. The embedded default turns it off: Tansu reports the end of a topic one batch short.")
     log_level: str = _f("COURSEPULSE_LOG_LEVEL", "info", "Log level of the worker.")
+    redis_username: str = _f("COURSEPULSE_REDIS_USERNAME", "", "Redis ACL user name (AUTH). A user name in `REDIS_URL` takes precedence.")
+    redis_password: str = _f("COURSEPULSE_REDIS_PASSWORD", "", "Redis password (AUTH). A password in `REDIS_URL` takes precedence.", repr=False)
+    redis_tls_ca_file: str = _f("COURSEPULSE_REDIS_TLS_CA_FILE", "", "CA bundle (PEM) that verifies the Redis server's certificate; needs a `rediss://` URL. Empty: the system's CAs.")
+    redis_tls_cert_file: str = _f("COURSEPULSE_REDIS_TLS_CERT_FILE", "", "Client certificate (PEM) for Redis mutual TLS; needs a `rediss://` URL.")
+    redis_tls_key_file: str = _f("COURSEPULSE_REDIS_TLS_KEY_FILE", "", "Private key (PEM) of the client certificate. Empty: the key is in the certificate file.")
+    redis_max_owed: int = _f("COURSEPULSE_REDIS_MAX_OWED", 50_000, "Writes owed to Redis (failed while it is away; latest per key) kept for retry; beyond this the worker drops them and re-syncs its partitions from the output topics.")
+    redis_backoff_max_s: float = _f("COURSEPULSE_REDIS_BACKOFF_MAX_S", 30.0, "Longest pause between attempts to reach an unavailable Redis (the pause doubles from 0.5 s).")
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> Settings:
@@ -111,6 +118,24 @@ class Settings:
             msg = (f"COURSEPULSE_REFERRAL_COOLDOWN_DAYS and COURSEPULSE_REFERRAL_MIN_EXAMPLES must be >= 0, "
                    f"got {self.referral_cooldown_days}, {self.referral_min_examples}")
             raise ValueError(msg)
+
+        if (self.redis_tls_ca_file or self.redis_tls_cert_file or self.redis_tls_key_file) and \
+                not self.redis_url.startswith("rediss://"):  # the embedded Redis (empty URL) has no TLS
+            msg = "COURSEPULSE_REDIS_TLS_* files need a rediss:// REDIS_URL"
+            raise ValueError(msg)
+        if self.redis_tls_key_file and not self.redis_tls_cert_file:
+            msg = "COURSEPULSE_REDIS_TLS_KEY_FILE needs COURSEPULSE_REDIS_TLS_CERT_FILE"
+            raise ValueError(msg)
+        if self.redis_max_owed < 0 or not self.redis_backoff_max_s >= 0.5:
+            msg = (f"COURSEPULSE_REDIS_MAX_OWED must be >= 0 and COURSEPULSE_REDIS_BACKOFF_MAX_S >= 0.5, "
+                   f"got {self.redis_max_owed}, {self.redis_backoff_max_s}")
+            raise ValueError(msg)
+
+    def redis_options(self) -> dict[str, Any]:
+        """Keyword arguments for redis-py's ``from_url`` beside the URL: AUTH and TLS files."""
+        names = {"redis_username": "username", "redis_password": "password", "redis_tls_ca_file": "ssl_ca_certs",
+                 "redis_tls_cert_file": "ssl_certfile", "redis_tls_key_file": "ssl_keyfile"}
+        return {kwarg: getattr(self, name) for name, kwarg in names.items() if getattr(self, name)}
 
     def topic(self, name: str) -> str:
         """The full name of one of the project's topics."""

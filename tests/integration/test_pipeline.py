@@ -63,7 +63,7 @@ def test_events_in_profiles_out_in_kafka_and_redis(isolated, worker_factory):
     assert p.last_ts == NOW + 1 and p.first_ts == NOW - 6 * H
 
     # the serving copy in Redis, and over HTTP from the worker
-    r = redis.Redis.from_url(isolated.redis_url)
+    r = redis.Redis.from_url(isolated.redis_url, **isolated.redis_options())
     stored = r.get(f"{isolated.redis_prefix}profile:user-4")
     assert stored is not None
     assert parse(UserProfile, orjson.loads(stored)) == p

@@ -60,7 +60,7 @@ def test_activity_yields_ranked_explained_recommendations_everywhere(isolated, w
     assert "c1" not in [i.course_id for i in recs.items]  # never what the user is already taking
     assert recs.event_id == "newbie-c1-0" and recs.model_versions
 
-    stored = redis.Redis.from_url(isolated.redis_url).get(f"{isolated.redis_prefix}rec:newbie")
+    stored = redis.Redis.from_url(isolated.redis_url, **isolated.redis_options()).get(f"{isolated.redis_prefix}rec:newbie")
     assert parse(Recommendations, orjson.loads(stored)) == recs
     on_topic = [parse(Recommendations, orjson.loads(r.value)) for r in run(read_topic(isolated, "recommendations", idle=2))]
     assert any(r.user_id == "newbie" and r.rec_id == recs.rec_id for r in on_topic)

@@ -22,6 +22,8 @@ from tests.conftest import read_topic, run
 from tests.redisserver import RedisServer
 
 pytestmark = pytest.mark.integration
+#: the serving copy does not depend on the table store: these run on one (the fault suite runs both)
+memory_only = pytest.mark.parametrize("isolated", ["memory://"], indirect=True)
 #: how long Redis is away while events are produced
 OUTAGE_S = 10.0
 T0 = 1_767_225_600_000
@@ -50,6 +52,7 @@ def _last_per_key(records) -> dict[str, bytes]:  # noqa: ANN001
     return {rec.key.decode(): rec.value for rec in records}
 
 
+@memory_only
 @pytest.mark.parametrize("outage", ["restarted-empty", "paused-over-the-owed-bound"])
 def test_redis_after_an_outage_equals_the_last_record_per_key(isolated, worker_factory, tmp_path, outage):
     server = RedisServer(tmp_path).start()
@@ -98,6 +101,7 @@ def test_redis_after_an_outage_equals_the_last_record_per_key(isolated, worker_f
         server.stop()
 
 
+@memory_only
 def test_read_latest_keeps_the_last_value_per_key_up_to_the_real_end(isolated):
     """Tansu does not compact and may answer "latest" one batch short: every batch is read."""
     from aiokafka import AIOKafkaProducer

@@ -33,12 +33,13 @@ def models_for(partition: int) -> RetentionModels:
     rm = retention.get(partition)
     if rm is None:
         blob = tables.retention.get(str(partition))
-        rm = RetentionModels.restore(blob) if blob else new_retention()
+        rm = new_retention()  # every parameter from the current settings
+        outcome = rm.restore_learned(blob) if blob else "new"
         states = (UserState.from_dict(v) for v in tables.users.values() if v.get("partition") == partition)
         n = rm.reschedule_all(states)
         retention[partition] = rm
-        log.info("partition %d: retention models %s, %d users scheduled for silence checks",
-                 partition, "restored" if blob else "new", n)
+        metrics.inc("model_restores", f"retention:{outcome}")
+        log.info("partition %d: retention models %s, %d users scheduled for silence checks", partition, outcome, n)
     return rm
 
 

@@ -53,11 +53,13 @@ def models_for(partition: int) -> ReferralModels:
     rm = _models.get(partition)
     if rm is None:
         blob = tables.referral_models.get(str(partition))
-        rm = ReferralModels.restore(blob) if blob else ReferralModels(
+        rm = ReferralModels(  # every parameter from the current settings
             horizon_days=settings.referral_horizon_days, threshold=settings.referral_threshold,
             cooldown_days=settings.referral_cooldown_days, min_examples=settings.referral_min_examples)
+        outcome = rm.restore_learned(blob) if blob else "new"
         _models[partition] = rm
-        log.info("partition %d: referral model %s", partition, "restored" if blob else "new")
+        metrics.inc("model_restores", f"referral:{outcome}")
+        log.info("partition %d: referral model %s", partition, outcome)
     return rm
 
 

@@ -32,6 +32,7 @@ from models.profile import DAY_MS, LONG_HL_DAYS, SHORT_HL_DAYS, UserState
 __all__ = [
     "FEATURES",
     "FEATURE_NAMES",
+    "DEFAULT_AGES_DAYS",
     "ChurnModel",
     "DelayedLabels",
     "OnlineClassifier",
@@ -542,6 +543,20 @@ class _DelayedOutcomeModel:
         return n
 
 
+#: silence ages (days) at which a churn snapshot also asks "will they be back?", for H >= 14
+DEFAULT_AGES_DAYS = (0.0, 1.0, 2.0, 3.0, 5.0, 7.0, 10.0)
+
+
+def default_ages(horizon_days: float) -> tuple[float, ...]:
+    """:data:`DEFAULT_AGES_DAYS` for a horizon of 14 days or more; for a shorter horizon the same
+    ages scaled by ``horizon_days / 14``, so every age stays below the horizon (any H > 0 runs)."""
+    if not horizon_days > 0:
+        msg = f"horizon_days must be > 0, got {horizon_days!r}"
+        raise ValueError(msg)
+    scale = min(1.0, horizon_days / 14.0)
+    return tuple(round(a * scale, 6) for a in DEFAULT_AGES_DAYS)
+
+
 class ChurnModel(_DelayedOutcomeModel):
     """Risk that a user stays away for ``horizon_days`` (no return on a later day).
 
@@ -555,14 +570,18 @@ class ChurnModel(_DelayedOutcomeModel):
     def __init__(
         self,
         horizon_days: float = 14.0,
-        min_interval_days: float = 1.0,
-        ages_days: tuple[float, ...] = (0.0, 1.0, 2.0, 3.0, 5.0, 7.0, 10.0),
+        min_interval_days: float | None = None,
+        ages_days: tuple[float, ...] | None = None,
         l2: float = 0.0,
         lr: float = 0.02,
         model: str = "logreg",
         seed: int = 0,
     ) -> None:
+        if min_interval_days is None:  # one snapshot per user-day; more often under a short horizon
+            min_interval_days = min(1.0, horizon_days / 2) if horizon_days > 0 else 1.0
         self.min_interval_days = min_interval_days
+        if ages_days is None:  # the default ages, scaled down for horizons shorter than 14 days
+            ages_days = default_ages(horizon_days)
         self.ages_days = tuple(ages_days) if isinstance(ages_days, Iterable) else ages_days
         self._setup(horizon_days, min_interval_days, l2, lr, model, seed)
         ages = self.ages_days

@@ -570,22 +570,53 @@ class ReferralModels:
         stats = referral_stats(state.referrals)
         return ReferralDecision(state.user_id, now, round(p, 4), stats, incentive_tier(stats))
 
+    #: version of :meth:`checkpoint`'s format (1: the constructor arguments were stored too)
+    CHECKPOINT_FORMAT = 2
+
     def checkpoint(self) -> bytes:
-        """The learned state (classifier, metric, label counts, watermark) as bytes."""
+        """The learned state only (classifier, metric, label counts, watermark) as bytes, with a
+        format version and the horizon it was learned for; parameters come from the settings."""
         return pickle.dumps({
-            "args": (self.horizon_days, self.threshold, self.cooldown_days, self.min_examples,
-                     self.prior, self.min_auc, self.l2, self.lr, self.model, self.seed),
+            "format": self.CHECKPOINT_FORMAT, "horizon_days": self.horizon_days, "model": self.model,
             "classifier": self.classifier, "metric": self.metric, "positives": self.positives,
             "negatives": self.negatives, "means": (self.mean_prediction, self.mean_label, self.snapshots),
             "watermark": self.watermark,
         }, protocol=pickle.HIGHEST_PROTOCOL)
 
     @classmethod
-    def restore(cls, blob: bytes) -> ReferralModels:
-        """Inverse of :meth:`checkpoint`; pending snapshots start empty (users re-snapshot)."""
-        data = pickle.loads(blob)  # noqa: S301 - our own changelog, written by checkpoint()
-        new = cls(*data["args"])
-        new.classifier, new.metric = data["classifier"], data["metric"]
-        new.positives, new.negatives, new.watermark = data["positives"], data["negatives"], data["watermark"]
-        new.mean_prediction, new.mean_label, new.snapshots = data["means"]
+    def restore(cls, blob: bytes, **params: Any) -> ReferralModels:
+        """A model configured with ``params`` (the current settings) with ``blob``'s learned state;
+        pending snapshots start empty (users re-snapshot)."""
+        new = cls(**params)
+        new.restore_learned(blob)
         return new
+
+    def restore_learned(self, blob: bytes) -> str:
+        """Load a checkpoint's learned state; return ``restored``, ``migrated`` (format 1),
+        ``relearning`` (another horizon or model kind: the classifier starts anew) or ``rebuilt``
+        (unreadable). Never raises on a bad blob."""
+        try:
+            data = pickle.loads(blob)  # noqa: S301 - our own changelog, written by checkpoint()
+            if not isinstance(data, dict):
+                msg = f"checkpoint is a {type(data).__name__}, not a dict"
+                raise TypeError(msg)
+            if data.get("format") == self.CHECKPOINT_FORMAT:
+                horizon, model, outcome = data["horizon_days"], data["model"], "restored"
+            elif "args" in data:  # format 1: (horizon, threshold, cooldown, min_examples, prior, ...)
+                horizon, model, outcome = data["args"][0], data["args"][8], "migrated"
+            else:
+                msg = f"unknown checkpoint format {data.get('format')!r}"
+                raise ValueError(msg)
+            learned = (data["classifier"], data["metric"], data["positives"], data["negatives"],
+                       data["watermark"], tuple(data["means"]))
+        except Exception:  # noqa: BLE001 - a checkpoint we cannot read is rebuilt, never a crash
+            log.warning("referral checkpoint unreadable; the model starts anew", exc_info=True)
+            return "rebuilt"
+        self.watermark = learned[4]
+        if float(horizon) != float(self.horizon_days) or model != self.model:
+            log.warning("referral checkpoint learned for horizon %s / model %s, now %s / %s: it starts anew",
+                        horizon, model, self.horizon_days, self.model)
+            return "relearning"
+        self.classifier, self.metric, self.positives, self.negatives = learned[:4]
+        self.mean_prediction, self.mean_label, self.snapshots = learned[5]
+        return outcome

@@ -149,29 +149,63 @@ class RetentionModels:
 
     # -- moving with the partition --------------------------------------------------------------
 
+    #: version of :meth:`checkpoint`'s format (1: the constructor arguments were stored too)
+    CHECKPOINT_FORMAT = 2
+
     def checkpoint(self) -> bytes:
-        """The learned state (model weights, clusters, open alert episodes) as bytes."""
+        """The learned state only (model weights, clusters, open alert episodes, watermark) as
+        bytes, with a format version and the label horizon it was learned for. Parameters
+        (thresholds, cool-downs, check ages) are never stored: they come from the settings."""
         return pickle.dumps({
-            "args": (self.horizon_days, self.threshold, self.release, self.cooldown_days,
-                     self.first_check_days, self.recheck_days, self.rules, self.seed),
+            "format": self.CHECKPOINT_FORMAT,
+            "horizon_days": self.horizon_days,
             "churn": self.churn.classifier,
             "repurchase": self.repurchase.classifier,
             "clusters": self.clusters,
-            "policy": self.policy.to_dict(),
+            "episodes": self.policy.to_dict()["users"],
             "watermark": self.watermark,
         }, protocol=pickle.HIGHEST_PROTOCOL)
 
     @classmethod
-    def restore(cls, blob: bytes) -> RetentionModels:
-        """Inverse of :meth:`checkpoint` (pending snapshots and the schedule start empty)."""
-        data = pickle.loads(blob)  # noqa: S301 - our own changelog, written by checkpoint()
-        new = cls(*data["args"])
-        new.churn.classifier = data["churn"]
-        new.repurchase.classifier = data["repurchase"]
-        new.clusters = data["clusters"]
-        new.policy = AlertPolicy.from_dict(data["policy"])
-        new.watermark = data["watermark"]
+    def restore(cls, blob: bytes, **params: Any) -> RetentionModels:
+        """Models configured with ``params`` (the current settings), with ``blob``'s learned state."""
+        new = cls(**params)
+        new.restore_learned(blob)
         return new
+
+    def restore_learned(self, blob: bytes) -> str:
+        """Load a checkpoint's learned state into these models (configured from the current
+        settings); return what was done: ``restored``, ``migrated`` (format 1), ``relearning``
+        (learned for another horizon: the classifiers start anew, the rest is kept) or
+        ``rebuilt`` (unreadable: everything starts anew). Never raises on a bad blob."""
+        try:
+            data = pickle.loads(blob)  # noqa: S301 - our own changelog, written by checkpoint()
+            if not isinstance(data, dict):
+                msg = f"checkpoint is a {type(data).__name__}, not a dict"
+                raise TypeError(msg)
+            if data.get("format") == self.CHECKPOINT_FORMAT:
+                horizon, episodes, outcome = data["horizon_days"], data["episodes"], "restored"
+            elif "args" in data:  # format 1: (horizon, threshold, release, cooldown, ...) first
+                horizon, episodes, outcome = data["args"][0], data["policy"]["users"], "migrated"
+            else:
+                msg = f"unknown checkpoint format {data.get('format')!r}"
+                raise ValueError(msg)
+            churn, repurchase, clusters = data["churn"], data["repurchase"], data["clusters"]
+            watermark = int(data["watermark"])
+        except Exception:  # noqa: BLE001 - a checkpoint we cannot read is rebuilt, never a crash
+            log.warning("retention checkpoint unreadable; the models start anew", exc_info=True)
+            return "rebuilt"
+        if float(horizon) == float(self.horizon_days):
+            self.churn.classifier = churn
+            self.repurchase.classifier = repurchase
+        else:
+            outcome = "relearning"
+            log.warning("retention checkpoint learned for a %s-day horizon, now %s: churn and repurchase "
+                        "models start anew", horizon, self.horizon_days)
+        self.clusters = clusters
+        self.policy._users = {u: [bool(e[0]), e[1]] for u, e in episodes.items()}  # noqa: SLF001 - same model
+        self.watermark = watermark
+        return outcome
 
     def reschedule_all(self, states: Iterable[UserState]) -> int:
         """Schedule silence checks for users recovered with the partition; returns how many."""

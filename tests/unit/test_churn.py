@@ -567,3 +567,21 @@ def test_churn_features_replace_non_finite_values_by_zero():
     x = churn_features(state, T0 + DAY_MS)
     assert x["watch_per_session"] == 0.0 and all(math.isfinite(v) for v in x.values())
     assert x == _reference_features(state, T0 + DAY_MS)
+
+
+@pytest.mark.parametrize("horizon", [0.5, 1, 7, 10, 13.9, 14, 30])
+def test_any_positive_horizon_builds_models_that_learn(horizon):
+    """`coursepulse eval --horizon-days H` crashed for H <= 10 (ages reached the horizon) and for
+    H <= 1 (one snapshot per day was not below the horizon): defaults now scale with H."""
+    from models.churn import DEFAULT_AGES_DAYS, ChurnModel, default_ages
+    from models.retention import RetentionModels
+
+    ages = default_ages(horizon)
+    assert ages[0] == 0 and ages[-1] < horizon and len(ages) == len(DEFAULT_AGES_DAYS)
+    assert list(ages) == sorted(set(ages))
+    model = ChurnModel(horizon_days=horizon)
+    assert model.min_interval_days < horizon
+    rm = RetentionModels(horizon_days=horizon, first_check_days=min(3.0, horizon / 2))
+    assert rm.churn.ages_days == ages
+    with pytest.raises(ValueError, match="horizon_days"):
+        default_ages(0)

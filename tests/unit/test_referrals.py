@@ -314,12 +314,36 @@ def test_pickle_and_checkpoint_round_trips_give_identical_predictions():
     states = _train(rm, days=20)
     probe = [(s, s.last_ts) for s in states.values()]
     want = [rm.propensity(s, t) for s, t in probe]
-    for other in (pickle.loads(pickle.dumps(rm)), ReferralModels.restore(rm.checkpoint())):
+    params = {"horizon_days": 3, "min_examples": 50, "seed": 4}
+    for other in (pickle.loads(pickle.dumps(rm)), ReferralModels.restore(rm.checkpoint(), **params)):
         assert [other.propensity(s, t) for s, t in probe] == want
         assert (other.positives, other.negatives, other.watermark, other.ready) == (
             rm.positives, rm.negatives, rm.watermark, rm.ready)
         assert other.metric.get() == pytest.approx(rm.metric.get())
-    assert len(ReferralModels.restore(rm.checkpoint()).labels) == 0  # pending snapshots start empty
+    assert len(ReferralModels.restore(rm.checkpoint(), **params).labels) == 0  # pending snapshots start empty
+
+
+def test_restore_takes_every_parameter_from_the_current_settings():
+    """A changed threshold, cool-down or minimum (COURSEPULSE_REFERRAL_*) applies to a partition
+    that has a checkpoint; a changed horizon relearns; a bad or old-format blob never crashes."""
+    rm = ReferralModels(horizon_days=3, min_examples=50, seed=4)
+    _train(rm, days=20)
+    blob = rm.checkpoint()
+    other = ReferralModels(horizon_days=3, threshold=0.9, cooldown_days=2.0, min_examples=7)
+    assert other.restore_learned(blob) == "restored"
+    assert (other.threshold, other.cooldown_days, other.min_examples) == (0.9, 2.0, 7)
+    assert (other.positives, other.negatives) == (rm.positives, rm.negatives)
+    relearn = ReferralModels(horizon_days=5)
+    assert relearn.restore_learned(blob) == "relearning" and relearn.positives == 0
+    fresh = ReferralModels()
+    assert fresh.restore_learned(b"not a pickle") == "rebuilt" and fresh.positives == 0
+    old = pickle.dumps({  # format 1 stored the constructor arguments beside the learned state
+        "args": (3, 0.3, 7.0, 200, 0.02, 0.7, 0.0, 0.005, "logreg", 0), "classifier": rm.classifier,
+        "metric": rm.metric, "positives": rm.positives, "negatives": rm.negatives,
+        "means": (rm.mean_prediction, rm.mean_label, rm.snapshots), "watermark": rm.watermark})
+    migrated = ReferralModels(horizon_days=3, threshold=0.8)
+    assert migrated.restore_learned(old) == "migrated"
+    assert migrated.threshold == 0.8 and migrated.positives == rm.positives
 
 
 def test_clone_is_unfitted_with_the_same_arguments():

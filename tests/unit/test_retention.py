@@ -79,6 +79,32 @@ def test_checkpoint_restores_the_same_predictions():
     assert pickle.loads(pickle.dumps(restored)).checkpoint() == restored.checkpoint()
 
 
+def test_restore_takes_every_parameter_from_the_current_settings():
+    """A changed COURSEPULSE_CHURN_THRESHOLD (or release, cool-down, first check) applies to a
+    partition that has a checkpoint; a changed horizon relearns; bad or old blobs never crash."""
+    rm = RetentionModels()
+    states: dict[str, UserState] = {}
+    _train(rm, states, days=30)
+    blob = rm.checkpoint()
+    changed = RetentionModels.restore(blob, threshold=0.8, release=0.7, cooldown_days=2.0, first_check_days=1.0)
+    assert (changed.policy.threshold, changed.policy.release, changed.policy.cooldown_days) == (0.8, 0.7, 2.0)
+    assert changed.scheduler.first_check_days == 1.0 and changed.threshold == 0.8
+    now = T0 + 31 * DAY_MS
+    state = next(iter(states.values()))
+    assert changed.churn.risk(state, now) == pytest.approx(rm.churn.risk(state, now), abs=1e-12)
+    relearn = RetentionModels(horizon_days=21)
+    assert relearn.restore_learned(blob) == "relearning"
+    assert relearn.churn.n_learned == 0 and relearn.watermark == rm.watermark
+    assert RetentionModels().restore_learned(b"\x80garbage") == "rebuilt"
+    old = pickle.dumps({  # format 1 stored the constructor arguments beside the learned state
+        "args": (14.0, 0.5, 0.4, 7.0, 3.0, 1.0, rm.rules, 0), "churn": rm.churn.classifier,
+        "repurchase": rm.repurchase.classifier, "clusters": rm.clusters, "policy": rm.policy.to_dict(),
+        "watermark": rm.watermark})
+    migrated = RetentionModels(threshold=0.9, release=0.8)
+    assert migrated.restore_learned(old) == "migrated" and migrated.policy.threshold == 0.9
+    assert migrated.churn.risk(state, now) == pytest.approx(rm.churn.risk(state, now), abs=1e-12)
+
+
 def test_bad_arguments_are_rejected():
     with pytest.raises(ValueError, match="recheck_days"):
         RetentionModels(recheck_days=0)

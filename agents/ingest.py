@@ -214,12 +214,15 @@ def _fold_user(scope: PartitionScope, user_id: str, items: list[tuple[Any, Any, 
     stats = partition_stats(partition)
     churn_models = score_churn.models_for(partition)
     applied = 0
+    first_repeat_ts: int | None = None
     for _, ev, logical in items:
         first_purchase = state.purchases == 0
         course_id = getattr(ev, "course_id", None)
         old_level = engagement_level(state.courses.get(course_id), rules.completion) if course_id else 0
         if not state.apply(ev, dedupe_window=settings.dedupe_window, completion=rules.completion):
             metrics.inc("duplicates", logical)
+            if first_repeat_ts is None:
+                first_repeat_ts = ev.ts
             continue
         applied += 1
         metrics.inc("events_in", logical)
@@ -238,6 +241,8 @@ def _fold_user(scope: PartitionScope, user_id: str, items: list[tuple[Any, Any, 
             if is_purchase or stats.max_ts - _persisted_max.get(partition, 0) >= _STATS_PERSIST_MS:
                 moved[partition] = scope
         churn_models.observe(state, ev.ts, is_purchase, stats.avg_ltv)
+    if first_repeat_ts is not None:  # a redelivery re-owes a candidate decided by its events
+        score_referrals.reowe_candidate(state, partition, first_repeat_ts)
     # the latest event of the batch, a repeat included: a redelivered batch re-owes its outputs
     last = items[-1][1]
     return applied, state, RecTrigger(partition, last.event_id, last.ts)

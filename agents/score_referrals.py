@@ -24,6 +24,7 @@ from models.profile import UserState
 from models.referrals import (
     ReferralDecision,
     ReferralModels,
+    incentive_tier,
     mark_candidate,
     record_credit,
     record_share,
@@ -38,7 +39,7 @@ from streams.metrics import metrics
 from streams.runtime import EveryN, PartitionScope, serving
 
 __all__ = ["candidate_record", "extras", "models_for", "on_user_event", "on_watermark", "score_referrals",
-           "send_candidates"]
+           "reowe_candidate", "send_candidates"]
 
 log = logging.getLogger(__name__)
 _NS = uuid.UUID("6f1d0c9e-2b7a-4c55-9a0e-31c6a8d2e7b4")
@@ -113,6 +114,20 @@ def on_user_event(event: Any, state: UserState, partition: int) -> None:
         if candidate is not None:
             _outbox.append((partition, candidate))
     _checkpoint(partition)
+
+
+def reowe_candidate(state: UserState, partition: int, since_ts: int) -> None:
+    """A redelivered batch: the user's candidate decided at or after ``since_ts`` (the first
+    repeated event) may have been lost with the crash that caused the redelivery; send it again,
+    with the id of its cool-down bucket (the same id as the first time)."""
+    at = state.referrals.get("candidate_ts")
+    if at is None or at < since_ts:
+        return
+    rm = models_for(partition)
+    stats = referral_stats(state.referrals)
+    decision = ReferralDecision(state.user_id, at, round(rm.propensity(state, at), 4), stats, incentive_tier(stats))
+    metrics.inc("referral_candidates_reowed")
+    _outbox.append((partition, candidate_record(decision, rm.cooldown_days)))
 
 
 async def send_candidates() -> None:

@@ -34,6 +34,7 @@ import urllib.request
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -237,6 +238,13 @@ def expected_counts(records: Iterable[Any]) -> dict[str, dict[str, Any]]:
     return out
 
 
+#: threads that run fault hooks (kill, restart). Long-lived on purpose: a child started from a
+#: thread gets PR_SET_PDEATHSIG from *that thread* (streams.embedded.start_process), so a
+#: process restarted from a short-lived thread (asyncio.to_thread, whose pool asyncio.run
+#: shuts down) would be killed when the thread ends
+_HOOK_THREADS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="fault-hook")
+
+
 class Sender:
     """Sends records to the input topics, paced, with faults; remembers each partition's end.
 
@@ -269,6 +277,7 @@ class Sender:
         # indices of user events after which a bad record follows (spread evenly)
         bad_every = user_events / self.bad if self.bad else 0.0
         next_bad = bad_every / 2 if self.bad else math.inf
+        loop = asyncio.get_running_loop()
         futures: list[tuple[TopicPartition | None, Any]] = []
         pending: list[asyncio.Task[Any]] = []
         start = time.monotonic()
@@ -278,7 +287,7 @@ class Sender:
                 frac = i / len(records)
                 while hooks and next(iter(hooks)) <= frac:
                     at = next(iter(hooks))
-                    pending.append(asyncio.create_task(asyncio.to_thread(hooks.pop(at))))
+                    pending.append(loop.run_in_executor(_HOOK_THREADS, hooks.pop(at)))
                 if self.rate > 0:
                     due = start + i / self.rate
                     if due > time.monotonic():
@@ -311,7 +320,7 @@ class Sender:
         finally:
             await producer.stop()
         for at in list(hooks):  # hooks past the end of the stream
-            pending.append(asyncio.create_task(asyncio.to_thread(hooks.pop(at))))
+            pending.append(loop.run_in_executor(_HOOK_THREADS, hooks.pop(at)))
         if pending:
             await asyncio.gather(*pending)
 
@@ -466,9 +475,10 @@ def read_outcome(settings: Settings) -> Outcome:
 # ---------------------------------------------------------------------------------------------
 # the comparison
 
-#: state fields that depend on the order events arrive in across the three input topics (the
-#: de-duplication memory keeps arrival order; the decayed sums are float sums in arrival order)
-STATE_ORDER_FIELDS = ("recent_ids",)
+#: state fields whose order depends on the order events arrive in across the three input topics
+#: (the de-duplication memory and the owned courses are kept in arrival order; a user's views and
+#: purchases come from different topics, interleaved as the consumer fetches them): compared as sets
+STATE_ORDER_FIELDS = ("recent_ids", "owned")
 STATE_FLOAT_FIELDS = ("watch_s", "spend", "watch_short", "watch_long", "events_short", "events_long")
 #: profile fields that are a function of the user's state alone (not of the watermark or models)
 PROFILE_STATE_FIELDS = ("user_id", "views", "purchases", "shares", "sessions", "active_days",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
 import time
 import uuid
 from collections.abc import Callable
@@ -63,7 +64,7 @@ class Env:
             kafka_broker=self.broker.url, redis_url=self.redis.url, topic_prefix=f"f{tag}-",
             app_id=f"cp-f{tag}", redis_prefix=f"cp-f{tag}:", partitions=4, store=store,
             profile_flush_s=0.3, session_timeout_s=6.0, heartbeat_s=1.5,
-            recovery_consistency_check=False, log_level="warning",
+            recovery_consistency_check=False, log_level=os.environ.get("COURSEPULSE_FAULT_LOG_LEVEL", "warning"),
         )
         asyncio.run(create_topics(self.settings))
         self.workers: list[Worker] = []

@@ -24,6 +24,33 @@ SIM = SimConfig(users=300, days=21.0, seed=11, start_ms=1_735_689_600_000)  # 20
 
 RESULTS: dict[tuple[str, str], dict[str, Any]] = {}
 
+#: what ``COURSEPULSE_FAULT_MATRIX`` selects: ``full`` (every scenario x store, ~10 min; `make
+#: test-fault`), ``quick`` (the default, in `make test`: one run per kind of fault, ~3 min), ``off``
+QUICK = {
+    ("fault_free", "memory://"), ("fault_free", "rocksdb://"),
+    ("kill9_late", "memory://"), ("kill9_late", "rocksdb://"),
+    ("two_workers_one_killed", "memory://"),
+    ("bad_records", "rocksdb://"),
+    ("misrouted", "memory://"),
+}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    matrix = os.environ.get("COURSEPULSE_FAULT_MATRIX", "quick").strip().lower()
+    if matrix == "full":
+        return
+    if matrix not in ("quick", "off"):
+        msg = f"COURSEPULSE_FAULT_MATRIX must be full, quick or off, got {matrix!r}"
+        raise pytest.UsageError(msg)
+    skip = pytest.mark.skip(reason=f"fault matrix {matrix!r} (COURSEPULSE_FAULT_MATRIX=full runs it)")
+    for item in items:
+        spec = getattr(item, "callspec", None)
+        if item.get_closest_marker("fault") is None or spec is None:
+            continue
+        key = (spec.params.get("scenario"), spec.params.get("store"))
+        if matrix == "off" or key not in QUICK:
+            item.add_marker(skip)
+
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--fault-table", default=os.environ.get("COURSEPULSE_FAULT_TABLE"),

@@ -341,13 +341,18 @@ async def committed(settings: Settings, tps: Iterable[TopicPartition]) -> dict[T
 
 
 def wait_quiet(settings: Settings, ends: dict[TopicPartition, int], workers: list[Worker],
-               timeout: float = 60.0, settle: float = 2.5) -> dict[str, Any]:
-    """Wait until the group committed every input partition's end (or ``timeout``), then
-    ``settle`` s for the timers (profiles, lists, Redis) to publish; report how it went."""
+               timeout: float = 60.0, settle: float = 2.5, stall: float = 20.0) -> dict[str, Any]:
+    """Wait until the group committed every input partition's end, then ``settle`` s for the
+    timers (profiles, lists, Redis) to publish; report how it went.
+
+    Gives up after ``timeout`` s, or when the committed offsets did not move for ``stall`` s
+    (a worker that stopped consuming: waiting longer only costs time), or when no worker lives.
+    """
     t0 = time.monotonic()
     deadline = t0 + timeout
     caught_up = False
     lag: dict[str, int] = {}
+    progress, moved_at = -1, time.monotonic()
     while time.monotonic() < deadline:
         try:
             done = asyncio.run(committed(settings, ends))
@@ -359,6 +364,11 @@ def wait_quiet(settings: Settings, ends: dict[TopicPartition, int], workers: lis
             caught_up = True
             break
         if workers and not any(w.alive() for w in workers):
+            break
+        total = sum(max(0, v) for v in done.values())
+        if total != progress:
+            progress, moved_at = total, time.monotonic()
+        elif time.monotonic() - moved_at > stall:
             break
         time.sleep(0.5)
     time.sleep(settle)

@@ -49,6 +49,8 @@ def test_fault(scenario: str, store: str, fault_events, baseline, tmp_path) -> N
         flags.append(f"not caught up (lag {run.quiet.get('lag')})")
     if scenario == "broker_loss" and not str(run.notes.get("broker_loss_noticed", "")).startswith(("exited", "unhealthy")):
         flags.append("ran on silently after broker loss")
+    if run.outcome.split_state:
+        flags.append(f"state of {len(run.outcome.split_state)} users in 2+ changelog partitions")
     if scenario == "bad_records":
         n_dlq = len(run.outcome.dlq)
         if n_dlq != BAD_RECORDS:

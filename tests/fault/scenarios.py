@@ -18,7 +18,15 @@ from typing import Any
 
 from streams.admin import create_topics
 from streams.settings import Settings
-from tests.fault.harness import Broker, Outcome, RedisServer, Sender, Worker, read_outcome, wait_quiet
+from tests.fault.harness import (
+    Broker,
+    Outcome,
+    RedisServer,
+    Sender,
+    Worker,
+    read_outcome,
+    wait_quiet,
+)
 
 __all__ = ["SCENARIOS", "Run", "run_scenario"]
 

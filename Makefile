@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test test-unit test-integration lint schemas clean reports
+.PHONY: help install demo test test-unit test-integration test-fault lint schemas clean reports
 
 help: ## show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -29,6 +29,9 @@ test-unit: $(STAMP) ## unit tests only (nothing running needed)
 
 test-integration: $(STAMP) ## integration and end-to-end tests
 	$(BIN)/python -m pytest tests/integration tests/e2e $(ARGS)
+
+test-fault: $(STAMP) ## the whole fault matrix (kills workers, broker, Redis; ~10 min; table at the end)
+	COURSEPULSE_FAULT_MATRIX=full $(BIN)/python -m pytest tests/fault -m fault $(ARGS)
 
 lint: $(STAMP) ## ruff over the tree (installs ruff into the venv)
 	$(BIN)/python -m pip install --quiet ruff

@@ -25,6 +25,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 
 from streams.embedded import EmbeddedServices, free_port, start_process
+from streams.kafka_auth import aiokafka_kwargs
 from streams.settings import Settings
 
 
@@ -118,7 +119,7 @@ def worker_factory(tmp_path: Path):
 async def read_topic(settings: Settings, topic: str, expected: int | None = None,
                      timeout: float = 30.0, idle: float = 2.0) -> list[Any]:
     """Every record of a topic (from the beginning) until ``expected`` or ``idle`` s without news."""
-    consumer = AIOKafkaConsumer(settings.topic(topic), bootstrap_servers=settings.bootstrap_servers,
+    consumer = AIOKafkaConsumer(settings.topic(topic), bootstrap_servers=settings.bootstrap_servers, **aiokafka_kwargs(settings),
                                 auto_offset_reset="earliest", group_id=None, enable_auto_commit=False)
     await consumer.start()
     out: list[Any] = []

@@ -70,7 +70,9 @@ def run_worker() -> int:
         try:
             worker.execute_from_commandline()
         except SystemExit as exc:
-            return int(exc.code or 0)
+            from streams import health
+
+            return health.exit_status or int(exc.code or 0)
     finally:
         services.stop()
     return 0

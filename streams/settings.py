@@ -63,7 +63,7 @@ class Settings:
     referral_min_examples: int = _f("COURSEPULSE_REFERRAL_MIN_EXAMPLES", 200, "A partition's referral model publishes candidates only after learning this many labels (both classes seen).")
     redis_ttl_s: int = _f("COURSEPULSE_REDIS_TTL_S", 7 * 86_400, "TTL of the serving copies in Redis.")
     redis_prefix: str = _f("COURSEPULSE_REDIS_PREFIX", "cp:", "Prefix of every Redis key.")
-    recovery_consistency_check: bool = _f("COURSEPULSE_RECOVERY_CONSISTENCY_CHECK", True, "Faust's check that a table's persisted offset is not past the changelog's end. The embedded default turns it off: Tansu reports the end of a topic one batch short.")
+    recovery_consistency_check: bool = _f("COURSEPULSE_RECOVERY_CONSISTENCY_CHECK", True, "Faust's check that a table's persisted offset is not past the changelog's end (the changelog lost records the local store has). Holds on Tansu too with the end-offset probe; the embedded default turns it off, its broker being new on every run while the data directory is kept.")
     log_level: str = _f("COURSEPULSE_LOG_LEVEL", "info", "Log level of the worker.")
     kafka_security_protocol: str = _f("COURSEPULSE_KAFKA_SECURITY_PROTOCOL", "PLAINTEXT", "How every Kafka client connects: `PLAINTEXT`, `SSL`, `SASL_PLAINTEXT` or `SASL_SSL`.")
     kafka_sasl_mechanism: str = _f("COURSEPULSE_KAFKA_SASL_MECHANISM", "PLAIN", "SASL mechanism with `SASL_*` protocols: `PLAIN`, `SCRAM-SHA-256` or `SCRAM-SHA-512`.")

@@ -14,6 +14,7 @@ import os
 import signal
 import sys
 import time
+import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -63,6 +64,16 @@ class WorkerProcess:
                 return orjson.loads(r.read())
         except OSError:
             return None
+
+    def get_status(self, path: str) -> tuple[int | None, Any]:
+        """(HTTP status, JSON body) of a GET, also for error statuses; (None, None) if no answer."""
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=1) as r:
+                return r.status, orjson.loads(r.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, orjson.loads(exc.read() or b"null")
+        except OSError:
+            return None, None
 
     def counter(self, name: str) -> float:
         value = self.stats().get(name, 0)

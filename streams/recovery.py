@@ -13,11 +13,10 @@ record it saw when that is further. ``COURSEPULSE_END_OFFSET_PROBE``:
 
 * ``on``: probe before every recovery;
 * ``off``: Faust's behaviour, untouched;
-* ``auto`` (default): probe until the broker has shown what it does. The first probe that looks
-  at a non-empty partition decides: records past a reported end mean the broker reports ends
-  short (Tansu) and the probe stays on; none mean the reported ends are true (Apache Kafka) and
-  the probe is switched off for the rest of the process, so Kafka's recoveries are Faust's own
-  after that one look at the tails.
+* ``auto`` (default): probe until the broker has shown what it does. Records past a reported end
+  mean the broker reports ends short (Tansu): the probe stays on. Reported ends found true on 16
+  non-empty partitions (Apache Kafka) switch the probe off for the rest of the process, so Kafka's
+  recoveries are Faust's own after that look at the tails. The embedded launcher sets ``on``.
 
 The probe only ever raises an end to an offset that holds a record, so on a broker that reports
 true ends it changes nothing. :func:`install` patches ``Recovery._build_highwaters`` once.
@@ -45,6 +44,9 @@ _IDLE_S = 0.5
 _FETCH_MAX_WAIT_MS = 100
 #: and in any case after this long (the ends found so far are used)
 _DEADLINE_S = 20.0
+#: auto: the reported ends are taken as true after this many non-empty partitions were probed and
+#: none was short (a partition whose last batch holds one record looks right on Tansu too)
+_DECIDE_AFTER = 16
 
 
 class EndOffsetProbe:
@@ -55,6 +57,8 @@ class EndOffsetProbe:
         self.mode = mode or settings.end_offset_probe
         #: auto: None until a probe looked at a non-empty partition; then whether ends were short
         self.short_ends: bool | None = None
+        #: non-empty partitions whose reported end was found true (auto decides after _DECIDE_AFTER)
+        self.true_ends_seen = 0
         #: figures of the last probe, for /stats and tests
         self.last: dict[str, Any] = {}
 
@@ -117,10 +121,13 @@ class EndOffsetProbe:
                             "reported %d, true end %d): recovery reads to the true end",
                             len(short), len(ends), short[0], reported[short[0]], ends[short[0]])
             self.short_ends = True
-        elif self.short_ends is None and any(end > 0 for end in ends.values()):
-            self.short_ends = False
-            if self.mode == "auto":
-                log.info("the broker reports true changelog ends: end-offset probe off")
+        elif self.short_ends is None:
+            self.true_ends_seen += sum(1 for end in ends.values() if end > 0)
+            if self.true_ends_seen >= _DECIDE_AFTER:
+                self.short_ends = False
+                if self.mode == "auto":
+                    log.info("the broker reported the true end of %d non-empty changelog partitions: end-offset probe off",
+                             self.true_ends_seen)
 
 
 #: the worker's probe (set by :func:`install`)

@@ -72,7 +72,7 @@ class Settings:
     kafka_tls_ca_file: str = _f("COURSEPULSE_KAFKA_TLS_CA_FILE", "", "PEM file of the CA(s) that sign the brokers' certificates (`SSL`, `SASL_SSL`). Empty: the system's trust store.")
     kafka_tls_cert_file: str = _f("COURSEPULSE_KAFKA_TLS_CERT_FILE", "", "PEM client certificate for mutual TLS (with `COURSEPULSE_KAFKA_TLS_KEY_FILE`). Empty: no client certificate.")
     kafka_tls_key_file: str = _f("COURSEPULSE_KAFKA_TLS_KEY_FILE", "", "PEM private key of the client certificate. Empty: the key is in the certificate file.")
-    end_offset_probe: str = _f("COURSEPULSE_END_OFFSET_PROBE", "auto", "Table recovery reads each changelog partition to its true end, found by fetching past the end the broker reports (Tansu reports it one batch short): `on`, `off`, or `auto` (on for the embedded broker; otherwise on until a probe of non-empty changelogs finds the reported ends true, as on Apache Kafka).")
+    end_offset_probe: str = _f("COURSEPULSE_END_OFFSET_PROBE", "auto", "Table recovery reads each changelog partition to its true end, found by fetching past the end the broker reports (Tansu reports it one batch short): `on`, `off`, or `auto` (on for the embedded broker; otherwise on until the reported ends are found true on 16 non-empty partitions, as on Apache Kafka; set `on` for a standalone Tansu).")
     broker_loss_exit_s: float = _f("COURSEPULSE_BROKER_LOSS_EXIT_S", 60.0, "A worker that cannot reach the broker (or whose changelog topics are gone) for this many seconds exits non-zero for its supervisor to restart; `/readyz` answers 503 meanwhile. 0: never exit.")
 
     @classmethod

@@ -8,6 +8,7 @@ import logging
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
 
+from streams.kafka_auth import aiokafka_kwargs
 from streams.settings import Settings
 
 __all__ = ["ALL_TOPICS", "COMPACTED", "create_topics", "wait_for_broker"]
@@ -29,7 +30,7 @@ async def wait_for_broker(settings: Settings, timeout: float = 30.0) -> AIOKafka
     """An admin client connected to the broker, retrying until ``timeout``."""
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
-        admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers, request_timeout_ms=10_000)
+        admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers, **aiokafka_kwargs(settings), request_timeout_ms=10_000)
         try:
             await admin.start()
             return admin

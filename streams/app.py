@@ -12,6 +12,8 @@ from pathlib import Path
 
 import faust
 
+from streams.kafka_auth import faust_credentials
+from streams.recovery import install as _install_recovery
 from streams.settings import Settings
 
 __all__ = ["app", "load_agents", "settings"]
@@ -60,10 +62,12 @@ if not settings.kafka_broker:
     raise RuntimeError(msg)
 
 _tune_fetch_wait(settings.fetch_max_wait_ms, settings.fetch_min_bytes)
+_install_recovery(settings)  # recovery reads every changelog to its true end (streams/recovery.py)
 
 app = faust.App(
     settings.app_id,
     broker=settings.broker_url,
+    broker_credentials=faust_credentials(settings),
     store=settings.store,
     datadir=str(Path(settings.data_dir) / settings.app_id),
     autodiscover=False,

@@ -57,6 +57,7 @@ from typing import Any
 
 import orjson
 
+from streams.kafka_auth import aiokafka_kwargs
 from streams.settings import Settings
 
 __all__ = [
@@ -1090,7 +1091,7 @@ class _Live:
         topic = settings.topic("raw")
         await create_topics(settings, ("raw",))
         wire = [to_wire(e) for e in events]
-        producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, linger_ms=5, acks=1)
+        producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, **aiokafka_kwargs(settings), linger_ms=5, acks=1)
         await producer.start()
         t = time.perf_counter()
         try:
@@ -1101,7 +1102,7 @@ class _Live:
             await producer.stop()
         produce_s = time.perf_counter() - t
         n = len(wire)
-        consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers, group_id=None,
+        consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers, **aiokafka_kwargs(settings), group_id=None,
                                     enable_auto_commit=False)
         await consumer.start()
         rates = []
@@ -1242,10 +1243,10 @@ class _Live:
             settings = self.settings_for(f"fetch{wait_ms}")
             topic = settings.topic("probe")
             await create_topics(settings, ("probe",))
-            consumer = AIOKafkaConsumer(topic, bootstrap_servers=settings.bootstrap_servers, group_id=None,
+            consumer = AIOKafkaConsumer(topic, bootstrap_servers=settings.bootstrap_servers, **aiokafka_kwargs(settings), group_id=None,
                                         auto_offset_reset="earliest", enable_auto_commit=False,
                                         fetch_max_wait_ms=wait_ms)
-            producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, linger_ms=5, acks=1)
+            producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, **aiokafka_kwargs(settings), linger_ms=5, acks=1)
             await consumer.start()
             await producer.start()
             latencies: list[float] = []
@@ -1386,7 +1387,7 @@ class _OutputTail:
 
         rec_topic = self.settings.topic("recommendations")
         consumer = AIOKafkaConsumer(rec_topic, self.settings.topic("churn-alerts"),
-                                    bootstrap_servers=self.settings.bootstrap_servers,
+                                    bootstrap_servers=self.settings.bootstrap_servers, **aiokafka_kwargs(self.settings),
                                     auto_offset_reset="earliest", enable_auto_commit=False, group_id=None)
         await consumer.start()
         try:

@@ -28,6 +28,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from streams.admin import ALL_TOPICS, create_topics
 from streams.embedded import EmbeddedServices, free_port, start_process
+from streams.kafka_auth import aiokafka_kwargs
 from streams.producer import ProduceStats, produce
 from streams.settings import Settings
 
@@ -111,7 +112,7 @@ class Tail:
 
 
 async def _start_offsets(settings: Settings) -> dict[TopicPartition, int]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers, group_id=None)
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers, **aiokafka_kwargs(settings), group_id=None)
     await consumer.start()
     try:
         tps = [TopicPartition(t, p) for t in await consumer.topics() for p in consumer.partitions_for_topic(t) or ()]
@@ -122,7 +123,7 @@ async def _start_offsets(settings: Settings) -> dict[TopicPartition, int]:
 
 async def count_topics(settings: Settings, start: dict[TopicPartition, int], idle_s: float = 1.5) -> dict[str, int]:
     """Messages written to every topic since ``start``, by reading them (Tansu's end offsets lie)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers, group_id=None,
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers, **aiokafka_kwargs(settings), group_id=None,
                                 enable_auto_commit=False, max_partition_fetch_bytes=4 * 1_048_576)
     await consumer.start()
     counts: Counter[str] = Counter()

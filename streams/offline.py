@@ -11,6 +11,7 @@ import time
 
 from schemas.base import parse_ts
 from schemas.eventfile import read_events, read_labels
+from streams.kafka_auth import aiokafka_kwargs
 from streams.settings import Settings
 
 __all__ = ["run_eval", "run_replay"]
@@ -58,7 +59,7 @@ def run_replay(args: argparse.Namespace) -> int:
         from aiokafka import AIOKafkaProducer
 
         await create_topics(settings)
-        producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, linger_ms=10,
+        producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, **aiokafka_kwargs(settings), linger_ms=10,
                                     max_request_size=1_048_576)
         await producer.start()
         sent = 0

@@ -23,6 +23,7 @@ from aiokafka import AIOKafkaProducer
 
 from schemas.base import format_ts, to_dict
 from schemas.events import Course
+from streams.kafka_auth import aiokafka_kwargs
 from streams.settings import Settings
 
 __all__ = ["BAD_KINDS", "ProduceStats", "corrupt", "produce", "to_wire"]
@@ -142,7 +143,7 @@ async def produce(
         raise ValueError(msg)
     rng = random.Random(seed)
     stats = stats if stats is not None else ProduceStats()
-    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, linger_ms=5,
+    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, **aiokafka_kwargs(settings), linger_ms=5,
                                 max_request_size=1_048_576, acks=1)
     await producer.start()
     kinds = list(BAD_KINDS)

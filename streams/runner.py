@@ -52,7 +52,9 @@ def run_worker() -> int:
     try:
         if not settings.kafka_broker or not settings.redis_url:
             settings = services.start()
-            os.environ.update({"KAFKA_BROKER": settings.kafka_broker, "REDIS_URL": settings.redis_url})
+            # streams.app reads the environment: hand it what the embedded launcher set
+            changed = ("KAFKA_BROKER", "REDIS_URL", "COURSEPULSE_END_OFFSET_PROBE", "COURSEPULSE_RECOVERY_CONSISTENCY_CHECK")
+            os.environ.update({k: v for k, v in settings.to_env().items() if k in changed})
         asyncio.run(_create_topics(settings))
         Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
         from models.kernels import warm_up
@@ -70,7 +72,9 @@ def run_worker() -> int:
         try:
             worker.execute_from_commandline()
         except SystemExit as exc:
-            return int(exc.code or 0)
+            from streams import health
+
+            return health.exit_status or int(exc.code or 0)
     finally:
         services.stop()
     return 0

@@ -63,7 +63,7 @@ class Settings:
     referral_min_examples: int = _f("COURSEPULSE_REFERRAL_MIN_EXAMPLES", 200, "A partition's referral model publishes candidates only after learning this many labels (both classes seen).")
     redis_ttl_s: int = _f("COURSEPULSE_REDIS_TTL_S", 7 * 86_400, "TTL of the serving copies in Redis.")
     redis_prefix: str = _f("COURSEPULSE_REDIS_PREFIX", "cp:", "Prefix of every Redis key.")
-    recovery_consistency_check: bool = _f("COURSEPULSE_RECOVERY_CONSISTENCY_CHECK", True, "Faust's check that a table's persisted offset is not past the changelog's end. The embedded default turns it off: Tansu reports the end of a topic one batch short.")
+    recovery_consistency_check: bool = _f("COURSEPULSE_RECOVERY_CONSISTENCY_CHECK", True, "Faust's check that a table's persisted offset is not past the changelog's end (the changelog lost records the local store has). Holds on Tansu too with the end-offset probe; the embedded default turns it off, its broker being new on every run while the data directory is kept.")
     log_level: str = _f("COURSEPULSE_LOG_LEVEL", "info", "Log level of the worker.")
     redis_username: str = _f("COURSEPULSE_REDIS_USERNAME", "", "Redis ACL user name (AUTH). A user name in `REDIS_URL` takes precedence.")
     redis_password: str = _f("COURSEPULSE_REDIS_PASSWORD", "", "Redis password (AUTH). A password in `REDIS_URL` takes precedence.", repr=False)
@@ -72,6 +72,15 @@ class Settings:
     redis_tls_key_file: str = _f("COURSEPULSE_REDIS_TLS_KEY_FILE", "", "Private key (PEM) of the client certificate. Empty: the key is in the certificate file.")
     redis_max_owed: int = _f("COURSEPULSE_REDIS_MAX_OWED", 50_000, "Writes owed to Redis (failed while it is away; latest per key) kept for retry; beyond this the worker drops them and re-syncs its partitions from the output topics.")
     redis_backoff_max_s: float = _f("COURSEPULSE_REDIS_BACKOFF_MAX_S", 30.0, "Longest pause between attempts to reach an unavailable Redis (the pause doubles from 0.5 s).")
+    kafka_security_protocol: str = _f("COURSEPULSE_KAFKA_SECURITY_PROTOCOL", "PLAINTEXT", "How every Kafka client connects: `PLAINTEXT`, `SSL`, `SASL_PLAINTEXT` or `SASL_SSL`.")
+    kafka_sasl_mechanism: str = _f("COURSEPULSE_KAFKA_SASL_MECHANISM", "PLAIN", "SASL mechanism with `SASL_*` protocols: `PLAIN`, `SCRAM-SHA-256` or `SCRAM-SHA-512`.")
+    kafka_sasl_username: str = _f("COURSEPULSE_KAFKA_SASL_USERNAME", "", "SASL user name (required with `SASL_*` protocols).")
+    kafka_sasl_password: str = _f("COURSEPULSE_KAFKA_SASL_PASSWORD", "", "SASL password (required with `SASL_*` protocols; pass it from a secret).", repr=False)
+    kafka_tls_ca_file: str = _f("COURSEPULSE_KAFKA_TLS_CA_FILE", "", "PEM file of the CA(s) that sign the brokers' certificates (`SSL`, `SASL_SSL`). Empty: the system's trust store.")
+    kafka_tls_cert_file: str = _f("COURSEPULSE_KAFKA_TLS_CERT_FILE", "", "PEM client certificate for mutual TLS (with `COURSEPULSE_KAFKA_TLS_KEY_FILE`). Empty: no client certificate.")
+    kafka_tls_key_file: str = _f("COURSEPULSE_KAFKA_TLS_KEY_FILE", "", "PEM private key of the client certificate. Empty: the key is in the certificate file.")
+    end_offset_probe: str = _f("COURSEPULSE_END_OFFSET_PROBE", "auto", "Table recovery reads each changelog partition to its true end, found by fetching past the end the broker reports (Tansu reports it one batch short): `on`, `off`, or `auto` (on for the embedded broker; otherwise on until the reported ends are found true on 16 non-empty partitions, as on Apache Kafka; set `on` for a standalone Tansu).")
+    broker_loss_exit_s: float = _f("COURSEPULSE_BROKER_LOSS_EXIT_S", 60.0, "A worker that cannot reach the broker (or whose changelog topics are gone) for this many seconds exits non-zero for its supervisor to restart; `/readyz` answers 503 meanwhile. 0: never exit.")
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> Settings:
@@ -130,12 +139,35 @@ class Settings:
             msg = (f"COURSEPULSE_REDIS_MAX_OWED must be >= 0 and COURSEPULSE_REDIS_BACKOFF_MAX_S >= 0.5, "
                    f"got {self.redis_max_owed}, {self.redis_backoff_max_s}")
             raise ValueError(msg)
+        self._check_kafka_security()
 
     def redis_options(self) -> dict[str, Any]:
         """Keyword arguments for redis-py's ``from_url`` beside the URL: AUTH and TLS files."""
         names = {"redis_username": "username", "redis_password": "password", "redis_tls_ca_file": "ssl_ca_certs",
                  "redis_tls_cert_file": "ssl_certfile", "redis_tls_key_file": "ssl_keyfile"}
         return {kwarg: getattr(self, name) for name, kwarg in names.items() if getattr(self, name)}
+
+    def _check_kafka_security(self) -> None:
+        protocol, mechanism = self.kafka_security_protocol, self.kafka_sasl_mechanism
+        if protocol not in ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"):
+            msg = f"COURSEPULSE_KAFKA_SECURITY_PROTOCOL must be PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL, got {protocol!r}"
+            raise ValueError(msg)
+        if protocol.startswith("SASL_"):
+            if mechanism not in ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"):
+                msg = f"COURSEPULSE_KAFKA_SASL_MECHANISM must be PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512, got {mechanism!r}"
+                raise ValueError(msg)
+            if not self.kafka_sasl_username or not self.kafka_sasl_password:
+                msg = f"COURSEPULSE_KAFKA_SECURITY_PROTOCOL={protocol} needs COURSEPULSE_KAFKA_SASL_USERNAME and COURSEPULSE_KAFKA_SASL_PASSWORD"
+                raise ValueError(msg)
+        if self.end_offset_probe not in ("auto", "on", "off"):
+            msg = f"COURSEPULSE_END_OFFSET_PROBE must be auto, on or off, got {self.end_offset_probe!r}"
+            raise ValueError(msg)
+        if self.broker_loss_exit_s < 0:
+            msg = f"COURSEPULSE_BROKER_LOSS_EXIT_S must be >= 0, got {self.broker_loss_exit_s}"
+            raise ValueError(msg)
+        if self.kafka_tls_key_file and not self.kafka_tls_cert_file:
+            msg = "COURSEPULSE_KAFKA_TLS_KEY_FILE is set without COURSEPULSE_KAFKA_TLS_CERT_FILE"
+            raise ValueError(msg)
 
     def topic(self, name: str) -> str:
         """The full name of one of the project's topics."""

@@ -6,10 +6,11 @@ import orjson
 from faust.web import Request, Response, View
 
 from streams.app import app, settings
+from streams.health import BrokerWatch, readiness
 from streams.metrics import metrics
 from streams.runtime import index, serving
 
-__all__ = ["ChurnView", "HealthView", "MetricsView", "NeighboursView", "ProfileView", "RecommendationsView", "StatsView"]
+__all__ = ["ChurnView", "HealthView", "LiveView", "MetricsView", "ReadyView", "NeighboursView", "ProfileView", "RecommendationsView", "StatsView", "watch"]
 
 
 def _json(web, body: object, status: int = 200) -> Response:  # noqa: ANN001
@@ -30,6 +31,34 @@ class HealthView(View):
 
     async def get(self, request: Request) -> Response:
         return _json(self.web, {"status": "ok", "uptime_s": metrics.snapshot()["uptime_s"]})
+
+
+#: the broker and changelog watch behind /readyz (and the exit on broker loss)
+watch = BrokerWatch(app, settings)
+
+
+@app.task
+async def _watch_broker() -> None:
+    await watch.run()
+
+
+@app.page("/livez")
+class LiveView(View):
+    """200 while the worker's event loop answers (restart it when this fails)."""
+
+    async def get(self, request: Request) -> Response:
+        return _json(self.web, {"status": "ok", "uptime_s": metrics.snapshot()["uptime_s"]})
+
+
+@app.page("/readyz")
+class ReadyView(View):
+    """200 when partitions are assigned, table recovery has completed and the broker answers;
+    503 with the reasons otherwise."""
+
+    async def get(self, request: Request) -> Response:
+        ready, reasons = readiness(app, watch)
+        body = {"ready": ready, "reasons": reasons, "broker_checks": watch.checks}
+        return _json(self.web, body, status=200 if ready else 503)
 
 
 @app.page("/stats")

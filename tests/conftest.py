@@ -14,6 +14,7 @@ import os
 import signal
 import sys
 import time
+import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -25,6 +26,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 
 from streams.embedded import EmbeddedServices, free_port, start_process
+from streams.kafka_auth import aiokafka_kwargs
 from streams.settings import Settings
 
 
@@ -67,6 +69,16 @@ class WorkerProcess:
                 return orjson.loads(r.read())
         except OSError:
             return None
+
+    def get_status(self, path: str) -> tuple[int | None, Any]:
+        """(HTTP status, JSON body) of a GET, also for error statuses; (None, None) if no answer."""
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=1) as r:
+                return r.status, orjson.loads(r.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, orjson.loads(exc.read() or b"null")
+        except OSError:
+            return None, None
 
     def counter(self, name: str) -> float:
         value = self.stats().get(name, 0)
@@ -123,7 +135,7 @@ def worker_factory(tmp_path: Path):
 async def read_topic(settings: Settings, topic: str, expected: int | None = None,
                      timeout: float = 30.0, idle: float = 2.0) -> list[Any]:
     """Every record of a topic (from the beginning) until ``expected`` or ``idle`` s without news."""
-    consumer = AIOKafkaConsumer(settings.topic(topic), bootstrap_servers=settings.bootstrap_servers,
+    consumer = AIOKafkaConsumer(settings.topic(topic), bootstrap_servers=settings.bootstrap_servers, **aiokafka_kwargs(settings),
                                 auto_offset_reset="earliest", group_id=None, enable_auto_commit=False)
     await consumer.start()
     out: list[Any] = []

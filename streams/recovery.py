@@ -1,0 +1,176 @@
+"""Table recovery reads every changelog to its true end, also on brokers that report it short.
+
+Faust decides that a table is recovered when it has read a changelog partition up to the end the
+broker reports (``ListOffsets`` latest, in ``Recovery._build_highwaters``). Tansu answers with the
+base offset of the partition's last record batch + 1, not the offset after its last record: a
+restarted worker then stops recovering before the last batch (its state misses those writes) and,
+with a RocksDB store that had written them, Faust's consistency check sees a persisted offset
+past the "end" and stops the worker (``ConsistencyError``) on every restart.
+
+The end-offset probe fixes the end Faust works with: from the reported end less one it fetches
+each changelog partition until a fetch brings nothing new, and takes the offset after the last
+record it saw when that is further. ``COURSEPULSE_END_OFFSET_PROBE``:
+
+* ``on``: probe before every recovery;
+* ``off``: Faust's behaviour, untouched;
+* ``auto`` (default): probe until the broker has shown what it does. Records past a reported end
+  mean the broker reports ends short (Tansu): the probe stays on. Reported ends found true on 16
+  non-empty partitions (Apache Kafka) switch the probe off for the rest of the process, so Kafka's
+  recoveries are Faust's own after that look at the tails. The embedded launcher sets ``on``.
+
+The probe only ever raises an end to an offset that holds a record, so on a broker that reports
+true ends it changes nothing. :func:`install` patches ``Recovery._build_highwaters`` once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from streams.kafka_auth import aiokafka_kwargs
+from streams.metrics import metrics
+from streams.settings import Settings
+
+__all__ = ["EndOffsetProbe", "install", "probe", "probe_stats"]
+
+log = logging.getLogger(__name__)
+
+#: a probe stops when no fetch brought anything for this long (Tansu answers an empty fetch after
+#: about half the fetch max wait)
+_IDLE_S = 0.5
+_FETCH_MAX_WAIT_MS = 100
+#: and in any case after this long (the ends found so far are used)
+_DEADLINE_S = 20.0
+#: auto: the reported ends are taken as true after this many non-empty partitions were probed and
+#: none was short (a partition whose last batch holds one record looks right on Tansu too)
+_DECIDE_AFTER = 16
+
+
+class EndOffsetProbe:
+    """Finds the true end of changelog partitions; remembers what the broker was seen to do."""
+
+    def __init__(self, settings: Settings, mode: str | None = None) -> None:
+        self.settings = settings
+        self.mode = mode or settings.end_offset_probe
+        #: auto: None until a probe looked at a non-empty partition; then whether ends were short
+        self.short_ends: bool | None = None
+        #: non-empty partitions whose reported end was found true (auto decides after _DECIDE_AFTER)
+        self.true_ends_seen = 0
+        #: figures of the last probe, for /stats and tests
+        self.last: dict[str, Any] = {}
+
+    @property
+    def enabled(self) -> bool:
+        if self.mode == "on":
+            return True
+        if self.mode == "off":
+            return False
+        return self.short_ends is not False
+
+    async def true_ends(self, reported: Mapping[Any, int]) -> dict[Any, int]:
+        """``tp -> end`` (offset after the last record) of each partition, at least ``reported``.
+
+        ``reported`` maps topic partitions (anything with ``topic`` and ``partition``) to the end
+        the broker reported.
+        """
+        from aiokafka import AIOKafkaConsumer, TopicPartition
+
+        ends = {tp: max(0, int(end)) for tp, end in reported.items()}
+        if not ends:
+            return ends
+        started = time.monotonic()
+        by_atp = {TopicPartition(tp.topic, tp.partition): tp for tp in ends}
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.settings.bootstrap_servers, **aiokafka_kwargs(self.settings),
+            group_id=None, enable_auto_commit=False, auto_offset_reset="latest",
+            fetch_max_wait_ms=_FETCH_MAX_WAIT_MS, request_timeout_ms=10_000,
+        )
+        await consumer.start()
+        seen = 0
+        try:
+            consumer.assign(list(by_atp))
+            for atp, tp in by_atp.items():
+                consumer.seek(atp, max(0, ends[tp] - 1))
+            deadline = started + _DEADLINE_S
+            while time.monotonic() < deadline:
+                batch = await consumer.getmany(timeout_ms=int(_IDLE_S * 1000))
+                if not any(batch.values()):
+                    break
+                for atp, records in batch.items():
+                    if records:
+                        seen += len(records)
+                        tp = by_atp[atp]
+                        ends[tp] = max(ends[tp], records[-1].offset + 1)
+            else:
+                log.warning("end-offset probe stopped after %.0f s; using the ends found so far", _DEADLINE_S)
+        finally:
+            await consumer.stop()
+        self._learn(reported, ends)
+        self.last = {"partitions": len(ends), "records_read": seen, "seconds": round(time.monotonic() - started, 3),
+                     "short": sum(1 for tp, end in ends.items() if end > reported[tp])}
+        return ends
+
+    def _learn(self, reported: Mapping[Any, int], ends: Mapping[Any, int]) -> None:
+        short = [tp for tp, end in ends.items() if end > reported[tp]]
+        if short:
+            if self.short_ends is not True:
+                log.warning("the broker reports the end of %d of %d changelog partitions short (e.g. %s: "
+                            "reported %d, true end %d): recovery reads to the true end",
+                            len(short), len(ends), short[0], reported[short[0]], ends[short[0]])
+            self.short_ends = True
+        elif self.short_ends is None:
+            self.true_ends_seen += sum(1 for end in ends.values() if end > 0)
+            if self.true_ends_seen >= _DECIDE_AFTER:
+                self.short_ends = False
+                if self.mode == "auto":
+                    log.info("the broker reported the true end of %d non-empty changelog partitions: end-offset probe off",
+                             self.true_ends_seen)
+
+
+#: the worker's probe (set by :func:`install`)
+probe: EndOffsetProbe | None = None
+
+
+def install(settings: Settings) -> EndOffsetProbe:
+    """Make Faust's table recovery use the probed ends; idempotent. Returns the probe."""
+    global probe  # noqa: PLW0603 - one probe per worker process
+    from faust.tables import recovery as faust_recovery
+
+    probe = EndOffsetProbe(settings)
+    original = faust_recovery.Recovery._build_highwaters  # noqa: SLF001 - the hook
+    original = getattr(original, "coursepulse_original", original)
+
+    async def build_highwaters(self, consumer, tps, destination, title):  # noqa: ANN001, ANN202 - faust's
+        await original(self, consumer, tps, destination, title)
+        if probe is None or not probe.enabled or not tps:
+            return
+        # Faust keeps "highwater" = end - 1 (the offset of the last record)
+        reported = {tp: destination[tp] + 1 for tp in tps}
+        try:
+            ends = await probe.true_ends(reported)
+        except (asyncio.CancelledError, KeyboardInterrupt):
+            raise
+        except Exception:  # a failed probe must not stop recovery: Faust's ends are used
+            log.exception("end-offset probe failed; recovering to the ends the broker reported")
+            return
+        raised = {tp: end - 1 for tp, end in ends.items() if end > reported[tp]}
+        if raised:
+            log.info("%s recovery reads to the probed end of %d changelog partitions: %s", title, len(raised),
+                     ", ".join(f"{tp.topic}[{tp.partition}] {reported[tp] - 1}->{hw}" for tp, hw in sorted(raised.items())))
+            for tp, highwater in raised.items():  # assigned: Counter.update would add
+                destination[tp] = highwater
+            metrics.inc("recovery_short_ends", by=len(raised))
+
+    build_highwaters.coursepulse_original = original  # type: ignore[attr-defined]
+    faust_recovery.Recovery._build_highwaters = build_highwaters  # noqa: SLF001
+    return probe
+
+
+def probe_stats() -> dict[str, Any]:
+    """The probe's mode, what it learned and its last figures (for ``/stats``)."""
+    if probe is None:
+        return {}
+    return {"mode": probe.mode, "enabled": probe.enabled, "short_ends": probe.short_ends, **probe.last}

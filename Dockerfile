@@ -58,14 +58,15 @@ ENV PATH=/opt/venv/bin:$PATH \
 USER coursepulse
 WORKDIR /home/coursepulse
 
-# Worker HTTP server: /healthz, /metrics (Prometheus), /stats.
+# Worker HTTP server: /livez, /readyz, /healthz, /metrics (Prometheus), /stats.
 EXPOSE 6066
 
-# No curl in slim images: probe /healthz with the interpreter. Only meaningful for `worker`;
+# No curl in slim images: probe /readyz (partitions assigned, tables recovered, broker reachable)
+# with the interpreter. Only meaningful for `worker`;
 # compose disables it for the one-shot `topics` and the `simulator` (Kubernetes ignores it and
 # uses the probes of the StatefulSet).
 HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 \
-    CMD ["python", "-c", "import os, sys, urllib.request; port = os.environ.get('COURSEPULSE_WEB_PORT') or '6066'; sys.exit(0 if urllib.request.urlopen(f'http://127.0.0.1:{port}/healthz', timeout=4).status == 200 else 1)"]
+    CMD ["python", "-c", "import os, sys, urllib.request; port = os.environ.get('COURSEPULSE_WEB_PORT') or '6066'; sys.exit(0 if urllib.request.urlopen(f'http://127.0.0.1:{port}/readyz', timeout=4).status == 200 else 1)"]
 
 # Exec form: coursepulse is PID 1 and receives SIGTERM, so Faust stops cleanly (commits offsets,
 # closes RocksDB, leaves the consumer group).

@@ -172,6 +172,14 @@ class Worker:
         except OSError:
             return False
 
+    def ready(self) -> bool:
+        """``/readyz`` answers 200 (partitions assigned, tables recovered, broker reachable)."""
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/readyz", timeout=1) as r:
+                return r.status == 200
+        except OSError:
+            return False
+
     def stats(self) -> dict[str, Any]:
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/stats", timeout=1) as r:

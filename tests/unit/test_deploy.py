@@ -200,7 +200,7 @@ def test_dockerfile_non_root_port_and_healthcheck() -> None:
     port = env.get("COURSEPULSE_WEB_PORT", str(ENV["COURSEPULSE_WEB_PORT"][1]))
     assert port in exposed
     health = [a for i, a in stage if i == "HEALTHCHECK"]
-    assert len(health) == 1 and "/healthz" in health[0] and "python" in health[0]
+    assert len(health) == 1 and "/readyz" in health[0] and "python" in health[0]
     assert "curl" not in health[0]
 
 
@@ -386,16 +386,16 @@ def test_statefulset_storage_probes_and_resources(statefulset: dict[str, Any], c
     mounts = {m["name"]: m["mountPath"] for m in c["volumeMounts"]}
     assert [n for n, path in mounts.items() if path == cm_settings.data_dir and n in claims]
     assert pod["securityContext"].get("fsGroup") is not None
-    # probes on /healthz at COURSEPULSE_WEB_PORT
+    # liveness (and start-up) on /livez, readiness on /readyz, at COURSEPULSE_WEB_PORT
     named = {p.get("name"): p["containerPort"] for p in c["ports"]}
     assert cm_settings.web_port in named.values()
-    for probe in ("livenessProbe", "readinessProbe"):
+    for probe, path in (("livenessProbe", "/livez"), ("readinessProbe", "/readyz")):
         get = c[probe]["httpGet"]
         port = named.get(get["port"], get["port"])
-        assert (get["path"], port) == ("/healthz", cm_settings.web_port), probe
+        assert (get["path"], port) == (path, cm_settings.web_port), probe
     if "startupProbe" in c:
         get = c["startupProbe"]["httpGet"]
-        assert (get["path"], named.get(get["port"], get["port"])) == ("/healthz", cm_settings.web_port)
+        assert (get["path"], named.get(get["port"], get["port"])) == ("/livez", cm_settings.web_port)
     for kind in ("requests", "limits"):
         assert {"cpu", "memory"} <= set(c["resources"][kind]), kind
     notes = spec["template"]["metadata"]["annotations"]

@@ -18,8 +18,9 @@ record it saw when that is further. ``COURSEPULSE_END_OFFSET_PROBE``:
   non-empty partitions (Apache Kafka) switch the probe off for the rest of the process, so Kafka's
   recoveries are Faust's own after that look at the tails. The embedded launcher sets ``on``.
 
-The probe only ever raises an end to an offset that holds a record, so on a broker that reports
-true ends it changes nothing. :func:`install` patches ``Recovery._build_highwaters`` once.
+The probe raises an end to an offset that holds a record, and lowers one with no record before it
+to the log's real end (found from the start), so on a broker that reports true ends it changes
+nothing. :func:`install` patches ``Recovery._build_highwaters`` once.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from streams.kafka_auth import aiokafka_kwargs
 from streams.metrics import metrics
 from streams.settings import Settings
 
-__all__ = ["EndOffsetProbe", "install", "probe", "probe_stats"]
+__all__ = ["EndOffsetProbe", "install", "probe", "probe_stats", "wipe_partition"]
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +91,7 @@ class EndOffsetProbe:
         )
         await consumer.start()
         seen = 0
+        self._seen: set[Any] = set()
         try:
             consumer.assign(list(by_atp))
             for atp, tp in by_atp.items():
@@ -102,16 +104,46 @@ class EndOffsetProbe:
                 for atp, records in batch.items():
                     if records:
                         seen += len(records)
+                        self._seen.add(atp)
                         tp = by_atp[atp]
                         ends[tp] = max(ends[tp], records[-1].offset + 1)
             else:
                 log.warning("end-offset probe stopped after %.0f s; using the ends found so far", _DEADLINE_S)
+            # no record at the reported end - 1: the reported end is past the log (seen on Tansu
+            # after a broker restart: an end of 1 for an empty partition, so recovery waited for
+            # a record that never came); the true end is then found from the beginning
+            phantom = [atp for atp, tp in by_atp.items() if ends[tp] > 0 and atp not in self._seen]
+            if phantom:
+                await self._ends_from_start(consumer, phantom, by_atp, ends, deadline)
         finally:
             await consumer.stop()
         self._learn(reported, ends)
         self.last = {"partitions": len(ends), "records_read": seen, "seconds": round(time.monotonic() - started, 3),
                      "short": sum(1 for tp, end in ends.items() if end > reported[tp])}
         return ends
+
+    async def _ends_from_start(self, consumer: Any, atps: list[Any], by_atp: Mapping[Any, Any],
+                               ends: dict[Any, int], deadline: float) -> None:
+        """True ends of partitions whose reported end had no record before it: read from the start."""
+        starts = await consumer.beginning_offsets(atps)
+        found = {atp: int(starts.get(atp) or 0) for atp in atps}
+        consumer.assign(atps)
+        for atp in atps:
+            consumer.seek(atp, found[atp])
+        while time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=int(_IDLE_S * 1000))
+            if not any(batch.values()):
+                break
+            for atp, records in batch.items():
+                if records:
+                    found[atp] = max(found[atp], records[-1].offset + 1)
+        for atp, end in found.items():
+            tp = by_atp[atp]
+            if end < ends[tp]:
+                log.warning("%s[%d]: the broker reports its end at %d but the log ends at %d: recovery stops there",
+                            atp.topic, atp.partition, ends[tp], end)
+                ends[tp] = end
+                metrics.inc("recovery_phantom_ends")
 
     def _learn(self, reported: Mapping[Any, int], ends: Mapping[Any, int]) -> None:
         short = [tp for tp, end in ends.items() if end > reported[tp]]
@@ -156,6 +188,9 @@ def install(settings: Settings) -> EndOffsetProbe:
         except Exception:  # a failed probe must not stop recovery: Faust's ends are used
             log.exception("end-offset probe failed; recovering to the ends the broker reported")
             return
+        lowered = {tp: end - 1 for tp, end in ends.items() if end < reported[tp]}
+        for tp, highwater in lowered.items():  # a reported end past the log's last record
+            destination[tp] = highwater
         raised = {tp: end - 1 for tp, end in ends.items() if end > reported[tp]}
         if raised:
             log.info("%s recovery reads to the probed end of %d changelog partitions: %s", title, len(raised),
@@ -166,7 +201,88 @@ def install(settings: Settings) -> EndOffsetProbe:
 
     build_highwaters.coursepulse_original = original  # type: ignore[attr-defined]
     faust_recovery.Recovery._build_highwaters = build_highwaters  # noqa: SLF001
+    _install_rebuild_when_ahead(faust_recovery.Recovery)
+    _no_auto_create_on_metadata()
     return probe
+
+
+def _install_rebuild_when_ahead(recovery_cls: Any) -> None:
+    """A local store ahead of its changelog is wiped and rebuilt from the changelog.
+
+    After the end-offset probe, a table partition whose persisted offset is past the changelog's
+    end means the cluster lost records the local store has (a broker that came back empty, an
+    unclean leader election). The cluster is the source of truth — the input events behind the
+    extra local state are gone too — so, as Kafka Streams does with a corrupted task, the
+    partition's local store is deleted and recovered from the changelog as it is, instead of the
+    crash loop of Faust's consistency check (``ConsistencyError`` on every restart). Counted in
+    ``changelog_ahead_rebuilt`` and logged as an error.
+    """
+    original = getattr(recovery_cls._build_offsets, "coursepulse_original", recovery_cls._build_offsets)  # noqa: SLF001
+
+    async def build_offsets(self, consumer, tps, destination, title):  # noqa: ANN001, ANN202 - faust's
+        await original(self, consumer, tps, destination, title)
+        if title != "active":
+            return
+        for tp in tps:
+            highwater, offset = self.active_highwaters.get(tp), destination.get(tp)
+            if highwater is None or offset is None or offset <= highwater:
+                continue
+            table = self.tables._changelogs.get(tp.topic)  # noqa: SLF001 - changelog topic -> table
+            if table is None:
+                continue
+            log.error("%s[%d]: the local store is at offset %d but its changelog ends at %d (the cluster lost "
+                      "records): the partition's local store is deleted and recovered from the changelog",
+                      tp.topic, tp.partition, offset, highwater)
+            wipe_partition(table.data, tp.partition)
+            destination[tp] = -1
+            metrics.inc("changelog_ahead_rebuilt", tp.topic)
+
+    build_offsets.coursepulse_original = original  # type: ignore[attr-defined]
+    recovery_cls._build_offsets = build_offsets  # noqa: SLF001
+
+
+def wipe_partition(store: Any, partition: int) -> bool:
+    """Delete one partition of a store's local data (a RocksDB database directory); the memory
+    store keeps nothing across processes and has nothing to wipe. Returns whether it wiped."""
+    import shutil
+
+    dbs = getattr(store, "_dbs", None)
+    if dbs is None or not hasattr(store, "partition_path"):
+        return False
+    db = dbs.pop(partition, None)
+    if db is not None and hasattr(db, "close"):
+        try:
+            db.close()
+        except Exception:  # noqa: BLE001 - being deleted anyway
+            log.debug("closing the RocksDB of partition %d failed", partition, exc_info=True)
+    shutil.rmtree(store.partition_path(partition), ignore_errors=True)
+    key_index = getattr(store, "_key_index", None)
+    if key_index is not None:
+        key_index.clear()  # key -> partition hints: some pointed into the wiped database
+    return True
+
+
+def _no_auto_create_on_metadata() -> None:
+    """The worker's clients never create a topic by asking for its metadata.
+
+    aiokafka's metadata requests ask the broker to auto-create unknown topics. Every topic is
+    created explicitly (``coursepulse topics``; Faust declares its changelogs), and a worker
+    whose broker came back empty must not re-create topics with a broker's default partition
+    count and fill them with its buffered records before it notices and exits (Apache Kafka
+    in docker-compose has ``auto.create.topics.enable=false`` for the same reason).
+    """
+    from aiokafka.protocol import metadata
+
+    cls = metadata.MetadataRequest
+    if getattr(cls.__init__, "coursepulse_no_auto_create", False):
+        return
+    original = cls.__init__
+
+    def init(self, topics=None, allow_auto_topic_creation=None):  # noqa: ANN001, ANN202 - aiokafka's
+        original(self, topics, False if allow_auto_topic_creation is None else allow_auto_topic_creation)
+
+    init.coursepulse_no_auto_create = True  # type: ignore[attr-defined]
+    cls.__init__ = init
 
 
 def probe_stats() -> dict[str, Any]:

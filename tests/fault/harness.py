@@ -380,8 +380,29 @@ def wait_quiet(settings: Settings, ends: dict[TopicPartition, int], workers: lis
             break
         time.sleep(0.5)
     time.sleep(settle)
+    # the serving copy caught up too: nothing owed to Redis, no re-sync pending or running
+    redis_caught_up = _wait_redis_caught_up(workers, deadline=time.monotonic() + 60.0)
     return {"caught_up": caught_up, "wait_s": round(time.monotonic() - t0, 1),
-            "lag": sum(lag.values()), "alive": [w.name for w in workers if w.alive()]}
+            "lag": sum(lag.values()), "alive": [w.name for w in workers if w.alive()],
+            "redis_caught_up": redis_caught_up}
+
+
+def _wait_redis_caught_up(workers: list[Worker], deadline: float) -> bool:
+    """Until every live worker reports ``redis_behind == 0`` and ``redis_resync_needed == 0``
+    (the serving copy's retries with backoff can take a while after Redis is back)."""
+    while True:
+        behind = []
+        for w in workers:
+            if not w.alive():
+                continue
+            stats = w.stats()
+            if stats.get("redis_behind", 0) or stats.get("redis_resync_needed", 0):
+                behind.append(w.name)
+        if not behind:
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.5)
 
 
 # ---------------------------------------------------------------------------------------------

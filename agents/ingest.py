@@ -181,13 +181,17 @@ async def process_batch(batch) -> None:  # noqa: ANN001 - faust events
         applied_here = 0
         for user_id, items in users.items():
             try:
-                applied, state, trigger = _fold_user(scope, user_id, items, rises, links, moved)
+                applied, repeated, state, trigger = _fold_user(scope, user_id, items, rises, links, moved)
             except Exception as exc:  # noqa: BLE001 - a bug on one user's events must not lose the batch
                 log.exception("internal error on %d events of user %r; sent to the DLQ", len(items), user_id)
                 failed.append((items, exc))
                 scope.enter()
                 continue
-            if applied:
+            if applied or repeated:
+                # a repeat is a redelivery: the local store (RocksDB survives a kill -9) may hold
+                # state whose changelog record died with the producer's buffer, and the repeats
+                # would then change nothing and write nothing; writing the state again lets the
+                # changelog catch up with what the user's outputs are built from
                 scope.put(tables.users, user_id, state.to_dict())
                 applied_here += applied
             owed.append(_Owed(user_id, partition, state, trigger))
@@ -205,9 +209,10 @@ async def process_batch(batch) -> None:  # noqa: ANN001 - faust events
 
 
 def _fold_user(scope: PartitionScope, user_id: str, items: list[tuple[Any, Any, str]], rises: CoocRises,
-               links: list[Any], moved: dict[int, PartitionScope]) -> tuple[int, UserState, RecTrigger]:
+               links: list[Any], moved: dict[int, PartitionScope]) -> tuple[int, bool, UserState, RecTrigger]:
     """Apply one user's events of the batch to their state, read in the user's partition (no
-    await: nothing interleaves); return how many applied, the state and the latest event."""
+    await: nothing interleaves); return how many applied, whether any was a repeat, the state
+    and the trigger of the user's list."""
     raw = scope.get(tables.users, user_id)
     state = UserState.from_dict(raw) if raw else UserState(user_id)
     partition = scope.partition
@@ -241,11 +246,18 @@ def _fold_user(scope: PartitionScope, user_id: str, items: list[tuple[Any, Any, 
             if is_purchase or stats.max_ts - _persisted_max.get(partition, 0) >= _STATS_PERSIST_MS:
                 moved[partition] = scope
         churn_models.observe(state, ev.ts, is_purchase, stats.avg_ltv)
-    if first_repeat_ts is not None:  # a redelivery re-owes a candidate decided by its events
+    repeated = first_repeat_ts is not None
+    if repeated:  # a redelivery re-owes a candidate decided by its events, and the stats write
         score_referrals.reowe_candidate(state, partition, first_repeat_ts)
-    # the latest event of the batch, a repeat included: a redelivered batch re-owes its outputs
+        moved[partition] = scope
+    # the list is owed for the user's latest applied event (a repeat's batch re-owes it): its id
+    # names the list, so a redelivery, whatever order its topics interleave in, makes the same one
     last = items[-1][1]
-    return applied, state, RecTrigger(partition, last.event_id, last.ts)
+    ids = state.recent_ids
+    if ids and ids[-1] != last.event_id:
+        ts = next((ev.ts for _, ev, _ in items if ev.event_id == ids[-1]), state.last_ts)
+        return applied, repeated, state, RecTrigger(partition, ids[-1], ts)
+    return applied, repeated, state, RecTrigger(partition, last.event_id, last.ts)
 
 
 async def _flush_batch(updates: list[RowUpdate], links: list[Any], moved: dict[int, PartitionScope],

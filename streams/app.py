@@ -12,6 +12,7 @@ from pathlib import Path
 
 import faust
 
+from streams.commits import install as _install_commits
 from streams.kafka_auth import faust_credentials
 from streams.recovery import install as _install_recovery
 from streams.settings import Settings
@@ -63,6 +64,7 @@ if not settings.kafka_broker:
 
 _tune_fetch_wait(settings.fetch_max_wait_ms, settings.fetch_min_bytes)
 _install_recovery(settings)  # recovery reads every changelog to its true end (streams/recovery.py)
+_install_commits()  # committed offsets never stall (faust-streaming#596; streams/commits.py)
 
 app = faust.App(
     settings.app_id,

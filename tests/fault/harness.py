@@ -348,6 +348,28 @@ async def committed(settings: Settings, tps: Iterable[TopicPartition]) -> dict[T
     return {tp: (meta.offset if meta is not None else -1) for tp, meta in offsets.items()}
 
 
+async def _offsets_after_commit(settings: Settings, ends: dict[TopicPartition, int]) -> dict[str, Any]:
+    """For each partition not committed to its end: the committed offset and the offsets of the
+    first records the log holds from there (a gap right after the commit stalls Faust)."""
+    done = await committed(settings, ends)
+    lagging = [tp for tp, end in ends.items() if done.get(tp, -1) < end]
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers, group_id=None,
+                                enable_auto_commit=False)
+    await consumer.start()
+    out: dict[str, Any] = {}
+    try:
+        consumer.assign(lagging)
+        for tp in lagging:
+            consumer.seek(tp, max(0, done.get(tp, 0) - 2))
+        batch = await consumer.getmany(timeout_ms=1500)
+        for tp in lagging:
+            out[f"{tp.topic}/{tp.partition}"] = {"committed": done.get(tp), "end": ends[tp],
+                                                 "offsets": [r.offset for r in batch.get(tp, [])][:6]}
+    finally:
+        await consumer.stop()
+    return out
+
+
 def wait_quiet(settings: Settings, ends: dict[TopicPartition, int], workers: list[Worker],
                timeout: float = 60.0, settle: float = 2.5, stall: float = 20.0) -> dict[str, Any]:
     """Wait until the group committed every input partition's end, then ``settle`` s for the
@@ -382,9 +404,18 @@ def wait_quiet(settings: Settings, ends: dict[TopicPartition, int], workers: lis
     time.sleep(settle)
     # the serving copy caught up too: nothing owed to Redis, no re-sync pending or running
     redis_caught_up = _wait_redis_caught_up(workers, deadline=time.monotonic() + 60.0)
-    return {"caught_up": caught_up, "wait_s": round(time.monotonic() - t0, 1),
-            "lag": sum(lag.values()), "alive": [w.name for w in workers if w.alive()],
-            "redis_caught_up": redis_caught_up}
+    out = {"caught_up": caught_up, "wait_s": round(time.monotonic() - t0, 1),
+           "lag": sum(lag.values()), "alive": [w.name for w in workers if w.alive()],
+           "redis_caught_up": redis_caught_up}
+    if not caught_up:  # what the live workers say they did (for the report)
+        out["lag_by_partition"] = lag
+        try:
+            out["offsets_after_commit"] = asyncio.run(_offsets_after_commit(settings, ends))
+        except Exception as exc:  # noqa: BLE001 - diagnostics only
+            out["offsets_after_commit"] = repr(exc)
+        out["worker_counts"] = {w.name: {k: w.stats().get(k) for k in ("events_in", "duplicates", "readiness")}
+                                for w in workers if w.alive()}
+    return out
 
 
 def _wait_redis_caught_up(workers: list[Worker], deadline: float) -> bool:

@@ -91,6 +91,8 @@ app = faust.App(
     producer_max_batch_size=524_288,
     producer_max_request_size=4_194_304,
     table_standby_replicas=0,
-    stream_wait_empty=False,
+    # a revoked partition's batch in flight finishes (and is flushed) before its new owner
+    # starts: otherwise its late changelog writes land after the new owner's (stale state wins)
+    stream_wait_empty=True,
     recovery_consistency_check=settings.recovery_consistency_check,
 )

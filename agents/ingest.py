@@ -38,6 +38,7 @@ from streams.runtime import (
     PartitionScope,
     RecTrigger,
     pending_recs,
+    publish_lock,
     rules,
     serving,
 )
@@ -287,7 +288,13 @@ async def _flush_batch(updates: list[RowUpdate], links: list[Any], moved: dict[i
 
 async def _send_owed(owed: list[_Owed]) -> None:
     """Each owed user's profile and list: to Kafka now (flushed before the batch's commit), and
-    to Redis in one pipeline per kind."""
+    to Redis in one pipeline per kind (under the publish lock: Redis in the order of Kafka)."""
+    if owed:
+        async with publish_lock:
+            await _send_owed_locked(owed)
+
+
+async def _send_owed_locked(owed: list[_Owed]) -> None:
     profiles: list[tuple[str, bytes]] = []
     lists: list[tuple[str, bytes]] = []
     for o in owed:

@@ -24,7 +24,15 @@ from schemas.outputs import RecItem, Recommendations
 from streams import tables, topics
 from streams.app import app, settings
 from streams.metrics import metrics
-from streams.runtime import YIELD_EVERY, RecTrigger, index, pending_recs, ranker, serving
+from streams.runtime import (
+    YIELD_EVERY,
+    RecTrigger,
+    index,
+    pending_recs,
+    publish_lock,
+    ranker,
+    serving,
+)
 
 __all__ = ["MODEL_VERSIONS", "flush_pending", "rec_value", "send_recommendations", "with_repurchase_reason"]
 #: repurchase propensity from which a bought course's follow-up is worded "continue with …"
@@ -80,6 +88,11 @@ async def flush_pending() -> None:
     """Rank the users whose list could not be ranked when their events came (no index yet)."""
     if not pending_recs or index.size == 0:
         return
+    async with publish_lock:  # Redis in the order of Kafka
+        await _flush_pending_locked()
+
+
+async def _flush_pending_locked() -> None:
     batch = list(pending_recs.items())
     pending_recs.clear()
     served: list[tuple[str, bytes]] = []

@@ -36,7 +36,7 @@ from schemas.outputs import ReferralCandidate
 from streams import tables, topics
 from streams.app import app, settings
 from streams.metrics import metrics
-from streams.runtime import EveryN, PartitionScope, serving
+from streams.runtime import EveryN, PartitionScope, publish_lock, serving
 
 __all__ = ["candidate_record", "extras", "models_for", "on_user_event", "on_watermark", "score_referrals",
            "reowe_candidate", "send_candidates"]
@@ -188,7 +188,8 @@ async def score_referrals(stream):  # noqa: ANN001 - faust stream
             await topics.referral_candidates.send(key=sharer.encode(), value=encode(candidate),
                                                   partition=message.partition)
         # the sharer's profile changed: publish it before this credit is acknowledged
-        scope.enter()
-        value = profile_value(state, message.partition, partition_stats(message.partition))
-        await send_profile(sharer, value, message.partition)
-        await serving.put_many("profile", [(sharer, value)])
+        async with publish_lock:  # Redis in the order of Kafka (the ingest batch publishes too)
+            scope.enter()
+            value = profile_value(state, message.partition, partition_stats(message.partition))
+            await send_profile(sharer, value, message.partition)
+            await serving.put_many("profile", [(sharer, value)])

@@ -3,6 +3,7 @@ neighbour index, and the one way agents reach a partition's tables (:class:`Part
 
 from __future__ import annotations
 
+import asyncio
 import weakref
 from dataclasses import dataclass
 from typing import Any
@@ -17,7 +18,7 @@ from streams.serving import RedisServing
 
 __all__ = [
     "YIELD_EVERY", "EveryN", "PartitionScope", "RecTrigger", "as_current_event", "dirty_rows", "index", "new_retention",
-    "pending_recs", "ranker", "retention", "rules", "serving",
+    "pending_recs", "publish_lock", "ranker", "retention", "rules", "serving",
 ]
 
 #: timers that publish many users give the event loop back after this many (a flush of hundreds
@@ -25,6 +26,9 @@ __all__ = [
 YIELD_EVERY = 32
 rules = SegmentRules()
 serving = RedisServing.from_settings(settings)
+#: held while a step sends a user's outputs to Kafka and then to Redis, so two steps publishing
+#: the same user (an ingest batch and a referral credit) write Redis in the order of Kafka
+publish_lock = asyncio.Lock()
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,7 +7,6 @@ RocksDB lock retries, no recovery waiting for records it cannot get).
 
 from __future__ import annotations
 
-import dataclasses
 import signal
 import time
 
@@ -24,8 +23,9 @@ pytestmark = pytest.mark.integration
 USERS = 20
 
 
+@pytest.mark.parametrize("isolated", ["rocksdb://"], indirect=True)  # the store the operator saw it with
 def test_survivor_takes_over_a_killed_workers_partitions(isolated, worker_factory):
-    settings = dataclasses.replace(isolated, store="rocksdb://")
+    settings = isolated
     env = {"COURSEPULSE_RECOVERY_CONSISTENCY_CHECK": "true"}
     run(create_topics(settings))
     w0 = worker_factory(settings, "w0", **env)

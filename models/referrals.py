@@ -37,6 +37,7 @@ from typing import Any
 
 from river import metrics
 
+from models.checkpoint import unpickle_checkpoint
 from models.churn import DelayedLabels, OnlineClassifier, churn_features, clone
 from models.profile import DAY_MS, UserState
 from schemas.events import SHARE_CHANNELS, Purchase, Share
@@ -596,17 +597,11 @@ class ReferralModels:
         ``relearning`` (another horizon or model kind: the classifier starts anew) or ``rebuilt``
         (unreadable). Never raises on a bad blob."""
         try:
-            data = pickle.loads(blob)  # noqa: S301 - our own changelog, written by checkpoint()
-            if not isinstance(data, dict):
-                msg = f"checkpoint is a {type(data).__name__}, not a dict"
-                raise TypeError(msg)
-            if data.get("format") == self.CHECKPOINT_FORMAT:
-                horizon, model, outcome = data["horizon_days"], data["model"], "restored"
-            elif "args" in data:  # format 1: (horizon, threshold, cooldown, min_examples, prior, ...)
+            data, legacy = unpickle_checkpoint(blob, self.CHECKPOINT_FORMAT)
+            if legacy:  # format 1: (horizon, threshold, cooldown, min_examples, prior, ...)
                 horizon, model, outcome = data["args"][0], data["args"][8], "migrated"
             else:
-                msg = f"unknown checkpoint format {data.get('format')!r}"
-                raise ValueError(msg)
+                horizon, model, outcome = data["horizon_days"], data["model"], "restored"
             learned = (data["classifier"], data["metric"], data["positives"], data["negatives"],
                        data["watermark"], tuple(data["means"]))
         except Exception:  # noqa: BLE001 - a checkpoint we cannot read is rebuilt, never a crash

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from models.alerts import AlertPolicy, SilenceScheduler
+from models.checkpoint import unpickle_checkpoint
 from models.churn import ChurnModel, RepurchaseModel, churn_features
 from models.clusters import ActivityClusters
 from models.profile import DAY_MS, SegmentRules, UserState, build_profile
@@ -179,17 +180,11 @@ class RetentionModels:
         (learned for another horizon: the classifiers start anew, the rest is kept) or
         ``rebuilt`` (unreadable: everything starts anew). Never raises on a bad blob."""
         try:
-            data = pickle.loads(blob)  # noqa: S301 - our own changelog, written by checkpoint()
-            if not isinstance(data, dict):
-                msg = f"checkpoint is a {type(data).__name__}, not a dict"
-                raise TypeError(msg)
-            if data.get("format") == self.CHECKPOINT_FORMAT:
-                horizon, episodes, outcome = data["horizon_days"], data["episodes"], "restored"
-            elif "args" in data:  # format 1: (horizon, threshold, release, cooldown, ...) first
+            data, legacy = unpickle_checkpoint(blob, self.CHECKPOINT_FORMAT)
+            if legacy:  # format 1: (horizon, threshold, release, cooldown, ...) first
                 horizon, episodes, outcome = data["args"][0], data["policy"]["users"], "migrated"
             else:
-                msg = f"unknown checkpoint format {data.get('format')!r}"
-                raise ValueError(msg)
+                horizon, episodes, outcome = data["horizon_days"], data["episodes"], "restored"
             churn, repurchase, clusters = data["churn"], data["repurchase"], data["clusters"]
             watermark = int(data["watermark"])
         except Exception:  # noqa: BLE001 - a checkpoint we cannot read is rebuilt, never a crash

@@ -90,60 +90,36 @@ class EndOffsetProbe:
             fetch_max_wait_ms=_FETCH_MAX_WAIT_MS, request_timeout_ms=10_000,
         )
         await consumer.start()
-        seen = 0
-        self._seen: set[Any] = set()
         try:
-            consumer.assign(list(by_atp))
-            for atp, tp in by_atp.items():
-                consumer.seek(atp, max(0, ends[tp] - 1))
             deadline = started + _DEADLINE_S
-            while time.monotonic() < deadline:
-                batch = await consumer.getmany(timeout_ms=int(_IDLE_S * 1000))
-                if not any(batch.values()):
-                    break
-                for atp, records in batch.items():
-                    if records:
-                        seen += len(records)
-                        self._seen.add(atp)
-                        tp = by_atp[atp]
-                        ends[tp] = max(ends[tp], records[-1].offset + 1)
-            else:
+            tails, seen, complete = await _read_until_idle(
+                consumer, {atp: max(0, ends[tp] - 1) for atp, tp in by_atp.items()}, deadline)
+            if not complete:
                 log.warning("end-offset probe stopped after %.0f s; using the ends found so far", _DEADLINE_S)
+            for atp, end in tails.items():
+                tp = by_atp[atp]
+                ends[tp] = max(ends[tp], end)
             # no record at the reported end - 1: the reported end is past the log (seen on Tansu
             # after a broker restart: an end of 1 for an empty partition, so recovery waited for
             # a record that never came); the true end is then found from the beginning
-            phantom = [atp for atp, tp in by_atp.items() if ends[tp] > 0 and atp not in self._seen]
+            phantom = [atp for atp, tp in by_atp.items() if ends[tp] > 0 and atp not in tails]
             if phantom:
-                await self._ends_from_start(consumer, phantom, by_atp, ends, deadline)
+                starts = await consumer.beginning_offsets(phantom)
+                begin = {atp: int(starts.get(atp) or 0) for atp in phantom}
+                found, _, _ = await _read_until_idle(consumer, begin, deadline)
+                for atp in phantom:
+                    tp, end = by_atp[atp], found.get(atp, begin[atp])
+                    if end < ends[tp]:
+                        log.warning("%s[%d]: the broker reports its end at %d but the log ends at %d: "
+                                    "recovery stops there", atp.topic, atp.partition, ends[tp], end)
+                        ends[tp] = end
+                        metrics.inc("recovery_phantom_ends")
         finally:
             await consumer.stop()
         self._learn(reported, ends)
         self.last = {"partitions": len(ends), "records_read": seen, "seconds": round(time.monotonic() - started, 3),
                      "short": sum(1 for tp, end in ends.items() if end > reported[tp])}
         return ends
-
-    async def _ends_from_start(self, consumer: Any, atps: list[Any], by_atp: Mapping[Any, Any],
-                               ends: dict[Any, int], deadline: float) -> None:
-        """True ends of partitions whose reported end had no record before it: read from the start."""
-        starts = await consumer.beginning_offsets(atps)
-        found = {atp: int(starts.get(atp) or 0) for atp in atps}
-        consumer.assign(atps)
-        for atp in atps:
-            consumer.seek(atp, found[atp])
-        while time.monotonic() < deadline:
-            batch = await consumer.getmany(timeout_ms=int(_IDLE_S * 1000))
-            if not any(batch.values()):
-                break
-            for atp, records in batch.items():
-                if records:
-                    found[atp] = max(found[atp], records[-1].offset + 1)
-        for atp, end in found.items():
-            tp = by_atp[atp]
-            if end < ends[tp]:
-                log.warning("%s[%d]: the broker reports its end at %d but the log ends at %d: recovery stops there",
-                            atp.topic, atp.partition, ends[tp], end)
-                ends[tp] = end
-                metrics.inc("recovery_phantom_ends")
 
     def _learn(self, reported: Mapping[Any, int], ends: Mapping[Any, int]) -> None:
         short = [tp for tp, end in ends.items() if end > reported[tp]]
@@ -160,6 +136,27 @@ class EndOffsetProbe:
                 if self.mode == "auto":
                     log.info("the broker reported the true end of %d non-empty changelog partitions: end-offset probe off",
                              self.true_ends_seen)
+
+
+async def _read_until_idle(consumer: Any, starts: Mapping[Any, int],
+                           deadline: float) -> tuple[dict[Any, int], int, bool]:
+    """Read the partitions of ``starts`` from those offsets until a fetch brings nothing (or the
+    deadline): the offset after the last record seen per partition that had any, how many records
+    were read, and whether it ended on an empty fetch rather than the deadline."""
+    consumer.assign(list(starts))
+    for atp, offset in starts.items():
+        consumer.seek(atp, offset)
+    tails: dict[Any, int] = {}
+    seen = 0
+    while time.monotonic() < deadline:
+        batch = await consumer.getmany(timeout_ms=int(_IDLE_S * 1000))
+        if not any(batch.values()):
+            return tails, seen, True
+        for atp, records in batch.items():
+            if records:
+                seen += len(records)
+                tails[atp] = max(tails.get(atp, 0), records[-1].offset + 1)
+    return tails, seen, False
 
 
 #: the worker's probe (set by :func:`install`)

@@ -5,7 +5,7 @@ acknowledged offsets. After a restart or a rebalance that list can hold offsets 
 below the committed one (a message delivered before and after the seek to the committed offset):
 the run then ends after one number, and the commit crawls forward by one offset per commit
 interval, or, when the run starts more than one past the committed offset, stops for good. The
-fault suite saw both after a kill -9 (the group 300-1,400 records behind a worker that had
+fault suite saw both after a kill -9 (the group 590-1,400 records behind a worker that had
 processed everything, so every later restart re-processed them).
 
 What may be committed is simpler than a run of numbers: messages of a partition reach the

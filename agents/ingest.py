@@ -32,6 +32,8 @@ from schemas.codec import INPUT_TYPES, RejectedRecord, dead_letter, decode_event
 from schemas.events import Purchase
 from streams import tables, topics
 from streams.app import app, settings
+from streams.commits import release_unprocessed
+from streams.continuity import continuity, records_between
 from streams.metrics import metrics
 from streams.partitioning import partition_for
 from streams.runtime import (
@@ -131,6 +133,19 @@ async def ingest(stream):  # noqa: ANN001 - faust stream
     stats write per partition, and each changed user's profile and list."""
     async for batch in stream.take_events(settings.ingest_batch, settings.ingest_batch_within_s):
         await process_batch(batch)
+        if continuity.gaps:  # records the consumer skipped: read them again (streams/continuity.py)
+            await continuity.heal(app.consumer, _probe_gap)
+
+
+async def _probe_gap(topic: str, partition: int, start: int, end: int) -> bool:
+    return await records_between(settings, topic, partition, start, end)
+
+
+@app.timer(5.0)
+async def _watch_continuity() -> None:
+    """Tail gaps: a partition read past what was processed while the stream idled."""
+    if app.flow_control.is_active() and not app.rebalancing:
+        await continuity.watch(app.consumer, _probe_gap)
 
 
 class _Owed:
@@ -150,6 +165,9 @@ async def process_batch(batch) -> None:  # noqa: ANN001 - faust events
     by_partition: dict[int, dict[str, list[tuple[Any, Any, str]]]] = {}
     for event in batch:
         message = event.message
+        if not continuity.accept(message.topic, message.partition, message.offset):
+            release_unprocessed(app.consumer, message)  # comes again, in order, after the heal
+            continue
         logical = message.topic[_PREFIX_LEN:]
         try:
             ev = decode_event(

@@ -69,6 +69,16 @@ class StatsView(View):
         return _json(self.web, metrics.snapshot())
 
 
+@app.page("/consumer")
+class ConsumerView(View):
+    """Per input partition: assigned, fetched, paused or held back, position and highwater."""
+
+    async def get(self, request: Request) -> Response:
+        from streams.health import consumer_state
+
+        return _json(self.web, consumer_state(app))
+
+
 @app.page("/metrics")
 class MetricsView(View):
     """Prometheus text format."""

@@ -32,8 +32,8 @@ from streams.settings import Settings
 __all__ = ["DeadLetterRecord", "parse_since", "read_dead_letters", "redrive", "redrive_plan", "run_dlq"]
 
 log = logging.getLogger(__name__)
-#: a fetch that brings nothing for this long ends the read (the broker's reported end can be short)
-_IDLE_S = 1.0
+#: longest wait for one fetch of events-dlq
+_IDLE_S = 0.5
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
@@ -109,28 +109,36 @@ async def read_dead_letters(settings: Settings, kinds: Iterable[str] = (), since
             return out
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
+        # to the end as of now: up to the reported ends, then one more fetch (Tansu reports an
+        # end one batch short; records written meanwhile may come too)
+        ends = await consumer.end_offsets(tps)
         deadline = time.monotonic() + timeout_s
+        reached = False
         while time.monotonic() < deadline:
             batch = await consumer.getmany(timeout_ms=int(_IDLE_S * 1000))
-            if not any(batch.values()):
-                break  # an empty fetch at every partition's position: the end
             for tp, records in batch.items():
                 for rec in records:
-                    try:
-                        value = orjson.loads(rec.value)
-                    except orjson.JSONDecodeError:
-                        log.warning("events-dlq[%d]@%d is not JSON; skipped", tp.partition, rec.offset)
-                        continue
-                    d = DeadLetterRecord(tp.partition, rec.offset, value)
-                    if wanted and d.kind not in wanted:
-                        continue
-                    if since_ms is not None and d.failed_at < since_ms:
+                    d = _decoded(tp.partition, rec)
+                    if d is None or (wanted and d.kind not in wanted) or (since_ms is not None and d.failed_at < since_ms):
                         continue
                     out.append(d)
+            if reached:
+                break
+            positions = [await consumer.position(tp) for tp in tps]
+            reached = all(pos >= ends[tp] for pos, tp in zip(positions, tps, strict=True))
     finally:
         await consumer.stop()
     out.sort(key=lambda d: (d.failed_at, d.dlq_partition, d.dlq_offset))
     return out
+
+
+def _decoded(partition: int, rec: Any) -> DeadLetterRecord | None:  # noqa: ANN401 - aiokafka record
+    try:
+        value = orjson.loads(rec.value)
+    except orjson.JSONDecodeError:
+        log.warning("events-dlq[%d]@%d is not JSON; skipped", partition, rec.offset)
+        return None
+    return DeadLetterRecord(partition, rec.offset, value) if isinstance(value, dict) else None
 
 
 def redrive_plan(d: DeadLetterRecord, fix_key: bool) -> tuple[str, bytes | None, bytes] | str:

@@ -124,14 +124,24 @@ def recovery_source(app: Any) -> Any:  # noqa: ANN401
     return read
 
 
+def _both_classes(metric: Any) -> bool:  # noqa: ANN401 - a River ROCAUC
+    """Whether a River ``ROCAUC`` has seen both labels (before that its value means nothing)."""
+    cms = getattr(metric, "cms", None)
+    if not cms:
+        return False
+    rows = cms[0].sum_row
+    return rows.get(True, 0) > 0 and rows.get(False, 0) > 0
+
+
 def quality_source(retention: dict[int, Any]) -> Any:  # noqa: ANN401
-    """Online churn AUC on resolved labels and the labels learned, per owned partition."""
+    """Online churn AUC on resolved labels (once both outcomes were seen) and the labels
+    learned, per owned partition."""
 
     def read() -> Iterator[tuple[str, str, float]]:
         for partition, rm in list(retention.items()):
             churn = rm.churn
             yield "churn_model_labels", str(partition), churn.n_learned
-            if churn.n_learned:
+            if _both_classes(churn.metric):
                 yield "churn_model_auc", str(partition), float(churn.metric.get())
 
     return read

@@ -23,6 +23,7 @@ table{border-collapse:collapse;width:100%}td,th{padding:2px 6px;text-align:left;
 td.n,th.n{text-align:right;font-variant-numeric:tabular-nums}
 .muted{color:#8a93a6}code{font-size:12px}
 form{display:flex;gap:6px;margin-bottom:8px}input{flex:1;padding:4px 6px}
+#dlq td,#dlq th,#alerts td,#alerts th{text-align:left}
 #dlq{table-layout:fixed}#dlq td{word-break:break-word}#dlq code{word-break:break-all}
 pre{white-space:pre-wrap;font-size:12px;margin:4px 0;background:#f5f6f8;padding:6px;border-radius:4px;max-height:280px;overflow:auto}
 </style></head>

@@ -111,3 +111,20 @@ def test_online_hit_rate_counts_discoveries_against_the_previous_list():
     assert hr.observe("u", ["a", "b", "d", "e"], ["f"]) == (0, 0)
     with pytest.raises(ValueError, match="max_users"):
         OnlineHitRate(max_users=0)
+
+
+def test_churn_auc_is_exported_once_both_outcomes_were_seen():
+    from types import SimpleNamespace
+
+    from river import metrics as river_metrics
+
+    from streams.observe import quality_source
+
+    auc = river_metrics.ROCAUC(n_thresholds=20)
+    rm = SimpleNamespace(churn=SimpleNamespace(n_learned=2, metric=auc))
+    read = quality_source({3: rm})
+    auc.update(False, 0.2)
+    auc.update(False, 0.4)
+    assert list(read()) == [("churn_model_labels", "3", 2)]  # one class only: no AUC yet
+    auc.update(True, 0.9)
+    assert list(read())[1] == ("churn_model_auc", "3", 1.0)

@@ -24,7 +24,6 @@ from schemas.outputs import RecItem, Recommendations
 from streams import tables, topics
 from streams.app import app, settings
 from streams.metrics import metrics
-from streams.observe import OnlineHitRate
 from streams.runtime import (
     YIELD_EVERY,
     RecTrigger,
@@ -42,8 +41,6 @@ REPURCHASE_REASON_AT = 0.5
 log = logging.getLogger(__name__)
 MODEL_VERSIONS = {"itemknn": f"{settings.similarity}-k{settings.neighbours_k}", "ranker": "hybrid-1"}
 _NS = uuid.UUID("6f1c1f64-5d0e-4b8e-9d4b-0c7e1f1f4a10")
-#: online HR@N of this worker's lists against the discoveries that followed them
-hit_rate = OnlineHitRate()
 
 
 def rec_id_for(user_id: str, event_id: str) -> str:
@@ -69,10 +66,6 @@ def rec_value(state: UserState, trigger: RecTrigger) -> bytes | None:
         event_id=trigger.event_id,
     )
     metrics.inc("recommendations_published")
-    found, hits = hit_rate.observe(state.user_id, state.courses, [c for c, _, _ in items])
-    if found:
-        metrics.inc("rec_discoveries", by=found)
-        metrics.inc("rec_discovery_hits", by=hits)
     return encode(record)
 
 
@@ -82,14 +75,12 @@ async def send_recommendations(user_id: str, value: bytes, partition: int) -> No
 
 
 def attribution_gauges() -> None:
-    """Views and purchases that came from a list, per list published; the online HR@N."""
+    """Views and purchases that came from a list, per list published."""
     metrics.set("rec_flush_at", time.time())
     published = metrics.get("recommendations_published")
     if published:
         metrics.set("rec_click_through", round(metrics.get("rec_attributed", "views") / published, 6))
         metrics.set("rec_conversion", round(metrics.get("rec_attributed", "purchases") / published, 6))
-    if hit_rate.rate is not None:
-        metrics.set("rec_hit_rate", round(hit_rate.rate, 6))
 
 
 @app.timer(settings.rec_flush_s)

@@ -2,8 +2,9 @@
 
 * :class:`OpsSensor`, a Faust sensor: the event -> output latency of every input record (its
   Kafka timestamp to the acknowledgement of the batch that sent its outputs: Faust acks a
-  ``take_events`` batch after its body has sent everything), the records sent per topic, and the
-  latest dead letters and churn alerts this worker sent (for the operator page).
+  ``take_events`` batch after its body has sent everything), the records sent per topic, the
+  latest dead letters and churn alerts this worker sent (for the operator page), and the online
+  HR@N of the lists it sends (from the users' state writes and the lists themselves).
 * scrape-time sources of :class:`~streams.metrics.Metrics`: per-partition consumer lag and
   position, table recovery progress, and the online quality of the partitions' models.
 * :class:`OnlineHitRate`: online HR@N of published lists against later discoveries.
@@ -14,7 +15,7 @@ from __future__ import annotations
 import sys
 import time
 from collections import OrderedDict, deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -30,7 +31,11 @@ INPUTS = ("views", "purchases", "shares")
 class OpsSensor(Sensor):
     """Latency of input records, records sent per topic, the latest dead letters and alerts."""
 
-    def __init__(self, metrics: Metrics, topic_prefix: str = "", recent: int = 50, **kwargs: Any) -> None:  # noqa: ANN401
+    #: users whose state was written and whose list is not sent yet, at most (then forgotten)
+    MAX_WRITTEN = 100_000
+
+    def __init__(self, metrics: Metrics, topic_prefix: str = "", recent: int = 50,
+                 hit_rate: OnlineHitRate | None = None, **kwargs: Any) -> None:  # noqa: ANN401
         super().__init__(**kwargs)
         self.metrics = metrics
         self.prefix = topic_prefix
@@ -38,6 +43,9 @@ class OpsSensor(Sensor):
         #: (wall time s, value bytes) of the latest records sent to events-dlq / churn-alerts
         self.recent: dict[str, deque[tuple[float, bytes]]] = {
             "events-dlq": deque(maxlen=recent), "churn-alerts": deque(maxlen=recent)}
+        self.hit_rate = OnlineHitRate() if hit_rate is None else hit_rate
+        #: user -> the courses of their history, from the state write before their list
+        self._written: dict[str, tuple[str, ...]] = {}
 
     def logical(self, topic: str) -> str:
         return topic[len(self.prefix):] if self.prefix and topic.startswith(self.prefix) else topic
@@ -47,13 +55,40 @@ class OpsSensor(Sensor):
         if logical is not None and message.timestamp:
             self.metrics.observe("event_output_latency_seconds", max(0.0, time.time() - message.timestamp), logical)
 
+    def on_table_set(self, table: Any, key: Any, value: Any) -> None:  # noqa: ANN401
+        if getattr(table, "name", None) == "users" and isinstance(value, dict):
+            courses = value.get("courses")
+            if isinstance(courses, dict):
+                if len(self._written) >= self.MAX_WRITTEN:
+                    self._written.clear()
+                self._written[str(key)] = tuple(courses)
+
     def on_send_initiated(self, producer: Any, topic: str, message: Any, keysize: int, valsize: int) -> Any:  # noqa: ANN401
         logical = self.logical(topic)
         self.metrics.inc("records_sent", logical)
+        value = message.value
+        if not isinstance(value, bytes | bytearray):
+            return None
         recent = self.recent.get(logical)
-        if recent is not None and isinstance(message.value, bytes | bytearray):
-            recent.append((time.time(), bytes(message.value)))
+        if recent is not None:
+            recent.append((time.time(), bytes(value)))
+        elif logical == "recommendations":
+            self.on_list(value)
         return None
+
+    def on_list(self, value: bytes) -> None:
+        """A recommendation list sent: resolve the discoveries since the user's previous one."""
+        try:
+            record = orjson.loads(value)
+            user_id = record["user_id"]
+            listed = [item["course_id"] for item in record["items"]]
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            return
+        found, hits = self.hit_rate.observe(user_id, self._written.pop(user_id, None), listed)
+        if found:
+            self.metrics.inc("rec_discoveries", by=found)
+            self.metrics.inc("rec_discovery_hits", by=hits)
+            self.metrics.set("rec_hit_rate", round(self.hit_rate.hits / self.hit_rate.discoveries, 6))
 
     def latest(self, logical: str, n: int = 20) -> list[dict[str, Any]]:
         """The latest records sent to ``logical`` (newest first), decoded; a dead letter's
@@ -133,12 +168,12 @@ def _both_classes(metric: Any) -> bool:  # noqa: ANN401 - a River ROCAUC
     return rows.get(True, 0) > 0 and rows.get(False, 0) > 0
 
 
-def quality_source(retention: dict[int, Any]) -> Any:  # noqa: ANN401
+def quality_source(retention: Callable[[], Mapping[int, Any]]) -> Any:  # noqa: ANN401
     """Online churn AUC on resolved labels (once both outcomes were seen) and the labels
-    learned, per owned partition."""
+    learned, per owned partition; ``retention()`` gives partition -> its retention models."""
 
     def read() -> Iterator[tuple[str, str, float]]:
-        for partition, rm in list(retention.items()):
+        for partition, rm in list(retention().items()):
             churn = rm.churn
             yield "churn_model_labels", str(partition), churn.n_learned
             if _both_classes(churn.metric):
@@ -164,11 +199,16 @@ class OnlineHitRate:
         #: bytes per user; sets would be several times that)
         self._last: OrderedDict[str, tuple[tuple[str, ...], tuple[str, ...]]] = OrderedDict()
 
-    def observe(self, user_id: str, known: Iterable[str], listed: Sequence[str]) -> tuple[int, int]:
-        """A list published for ``user_id``, whose history now holds ``known``; returns the
-        (discoveries, hits) it resolved."""
-        known_now = tuple(sys.intern(c) for c in known)
+    def observe(self, user_id: str, known: Iterable[str] | None, listed: Sequence[str]) -> tuple[int, int]:
+        """A list published for ``user_id``, whose history now holds ``known`` (None: unchanged
+        since their previous list); returns the (discoveries, hits) it resolved."""
         prev = self._last.pop(user_id, None)
+        if known is None:
+            if prev is None:  # neither the history nor a previous list: nothing to hold it against
+                return 0, 0
+            known_now = prev[1]
+        else:
+            known_now = tuple(sys.intern(c) for c in known)
         found = hit = 0
         if prev is not None:
             prev_list, prev_known = prev

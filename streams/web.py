@@ -20,7 +20,7 @@ ops_sensor = OpsSensor(metrics, settings.topic_prefix)
 app.sensors.add(ops_sensor)
 metrics.add_source(consumer_source(app, settings.topic_prefix))
 metrics.add_source(recovery_source(app))
-metrics.add_source(quality_source(retention))
+metrics.add_source(quality_source(lambda: retention))
 
 
 def _json(web, body: object, status: int = 200) -> Response:  # noqa: ANN001

@@ -117,6 +117,8 @@ def test_metrics_parse_every_family_has_help_and_the_live_figures_are_there(ops:
     assert samples("redis_behind") and samples("redis_resync_needed")[0].value == 0
     assert samples("churn_model_labels")  # one per owned partition
     assert {s.labels["segment"] for s in samples("profiles_published", "_total")}
+    ops.worker.wait_until(lambda: ops.worker.counter("rec_discoveries") > 0, 30, "a discovery after a list")
+    assert 0 <= ops.worker.stats()["rec_hit_rate"] <= 1
     sent = {s.labels["topic"] for s in samples("records_sent", "_total")}
     assert {"recommendations", "user-profiles", "events-dlq"} <= sent
     # /stats: the same figures as JSON

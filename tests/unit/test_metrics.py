@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import orjson
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -109,8 +110,37 @@ def test_online_hit_rate_counts_discoveries_against_the_previous_list():
     hr.observe("v", ["x"], ["y"])
     hr.observe("w", ["x"], ["y"])  # evicts u (LRU of 2 users)
     assert hr.observe("u", ["a", "b", "d", "e"], ["f"]) == (0, 0)
+    assert hr.observe("new", None, ["a"]) == (0, 0)  # no history known: not remembered
+    assert hr.observe("new", ["a"], ["b"]) == (0, 0)
+    assert hr.observe("new", None, ["c"]) == (0, 0)  # a list with no state write: history unchanged
+    assert hr.observe("new", ["a", "c"], ["d"]) == (1, 1)
     with pytest.raises(ValueError, match="max_users"):
         OnlineHitRate(max_users=0)
+
+
+def test_the_sensor_counts_hits_from_state_writes_and_lists():
+    from types import SimpleNamespace
+
+    from streams.observe import OpsSensor
+
+    m = Metrics()
+    sensor = OpsSensor(m, topic_prefix="p-")
+    users = SimpleNamespace(name="users")
+
+    def send_list(user: str, items: list[str]) -> None:
+        value = orjson.dumps({"user_id": user, "items": [{"course_id": c} for c in items]})
+        sensor.on_send_initiated(None, "p-recommendations", SimpleNamespace(value=value), 0, len(value))
+
+    sensor.on_table_set(users, "u", {"courses": {"a": [0]}})
+    send_list("u", ["b", "c"])
+    sensor.on_table_set(users, "u", {"courses": {"a": [0], "b": [1], "x": [2]}})
+    send_list("u", ["c"])
+    assert m.get("rec_discoveries") == 2 and m.get("rec_discovery_hits") == 1 and m.get("rec_hit_rate") == 0.5
+    assert m.get("records_sent", "recommendations") == 2
+    dead = orjson.dumps({"error_kind": "decode", "original_b64": "AAAA", "original_text": "y" * 500})
+    sensor.on_send_initiated(None, "p-events-dlq", SimpleNamespace(value=dead), 0, len(dead))
+    (latest,) = sensor.latest("events-dlq")
+    assert "original_b64" not in latest["record"] and len(latest["record"]["original_text"]) == 301
 
 
 def test_churn_auc_is_exported_once_both_outcomes_were_seen():
@@ -122,7 +152,7 @@ def test_churn_auc_is_exported_once_both_outcomes_were_seen():
 
     auc = river_metrics.ROCAUC(n_thresholds=20)
     rm = SimpleNamespace(churn=SimpleNamespace(n_learned=2, metric=auc))
-    read = quality_source({3: rm})
+    read = quality_source(lambda: {3: rm})
     auc.update(False, 0.2)
     auc.update(False, 0.4)
     assert list(read()) == [("churn_model_labels", "3", 2)]  # one class only: no AUC yet

@@ -5,22 +5,25 @@ from __future__ import annotations
 import orjson
 from faust.web import Request, Response, View
 
+from streams import runtime
 from streams.app import app, settings
 from streams.health import BrokerWatch, readiness
 from streams.metrics import metrics
 from streams.observe import OpsSensor, consumer_source, quality_source, recovery_source
 from streams.operator_page import PAGE
-from streams.runtime import index, retention, serving
+from streams.runtime import index, serving
 
 __all__ = ["ChurnView", "HealthView", "LiveView", "MetricsView", "OperatorView", "ReadyView", "RecentView", "NeighboursView",
            "ProfileView", "RecommendationsView", "StatsView", "ops_sensor", "watch"]
 
-#: latency of input records, records sent per topic, the latest dead letters and alerts
+#: latency of input records, records sent per topic, the latest dead letters and alerts, HR@N
 ops_sensor = OpsSensor(metrics, settings.topic_prefix)
 app.sensors.add(ops_sensor)
 metrics.add_source(consumer_source(app, settings.topic_prefix))
 metrics.add_source(recovery_source(app))
-metrics.add_source(quality_source(lambda: retention))
+# partition -> retention models, read at scrape time (tests/integration/test_operations.py fails
+# when none are found on a worker that processes events)
+metrics.add_source(quality_source(lambda: getattr(runtime, "retention", {})))
 
 
 def _json(web, body: object, status: int = 200) -> Response:  # noqa: ANN001

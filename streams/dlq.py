@@ -47,18 +47,22 @@ class DeadLetterRecord:
 
     @property
     def kind(self) -> str:
+        """The rejection kind (``error_kind``)."""
         return str(self.value.get("error_kind", ""))
 
     @property
     def failed_at(self) -> int:
+        """When the record was dead-lettered, epoch ms."""
         return int(self.value.get("failed_at") or 0)
 
     @property
     def original(self) -> bytes:
+        """The original value, byte for byte."""
         return base64.b64decode(self.value.get("original_b64") or "")
 
     @property
     def key(self) -> bytes | None:
+        """The original message key (None: the record had none)."""
         raw = self.value.get("key_b64")
         return None if raw is None else base64.b64decode(raw)
 

@@ -48,14 +48,17 @@ class OpsSensor(Sensor):
         self._written: dict[str, tuple[str, ...]] = {}
 
     def logical(self, topic: str) -> str:
+        """A topic's name without the deployment's topic prefix."""
         return topic[len(self.prefix):] if self.prefix and topic.startswith(self.prefix) else topic
 
     def on_message_out(self, tp: Any, offset: int, message: Any) -> None:  # noqa: ANN401
+        """An input record acknowledged (its batch's outputs sent): its latency."""
         logical = self.inputs.get(tp.topic)
         if logical is not None and message.timestamp:
             self.metrics.observe("event_output_latency_seconds", max(0.0, time.time() - message.timestamp), logical)
 
     def on_table_set(self, table: Any, key: Any, value: Any) -> None:  # noqa: ANN401
+        """A user's state written: keep their history until their list is sent."""
         if getattr(table, "name", None) == "users" and isinstance(value, dict):
             courses = value.get("courses")
             if isinstance(courses, dict):
@@ -64,6 +67,7 @@ class OpsSensor(Sensor):
                 self._written[str(key)] = tuple(courses)
 
     def on_send_initiated(self, producer: Any, topic: str, message: Any, keysize: int, valsize: int) -> Any:  # noqa: ANN401
+        """A record about to be sent: counted by topic; dead letters, alerts and lists looked at."""
         logical = self.logical(topic)
         self.metrics.inc("records_sent", logical)
         value = message.value
@@ -223,4 +227,5 @@ class OnlineHitRate:
 
     @property
     def rate(self) -> float | None:
+        """Hits per discovery so far (None before the first discovery)."""
         return self.hits / self.discoveries if self.discoveries else None

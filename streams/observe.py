@@ -115,7 +115,8 @@ class OpsSensor(Sensor):
 
 
 def consumer_source(app: Any, topic_prefix: str = "") -> Any:  # noqa: ANN401
-    """Per assigned partition: end offset, committed offset, position and lag (end - committed)."""
+    """Per assigned partition: end offset, committed offset, position and lag (end - committed,
+    where the group commits: not for changelogs)."""
 
     def read() -> Iterator[tuple[str, str, float]]:
         consumer = getattr(app, "_consumer", None)
@@ -141,9 +142,10 @@ def consumer_source(app: Any, topic_prefix: str = "") -> Any:  # noqa: ANN401
             last_read = read_of.get(tp)
             if end is not None and end >= 0:
                 yield "consumer_end_offset", label, end
-                yield "consumer_lag", label, max(0, end - (committed or 0))
-            if committed is not None:
+            if committed is not None:  # none for a changelog (read, never committed)
                 yield "consumer_committed_offset", label, committed
+                if end is not None and end >= 0:
+                    yield "consumer_lag", label, max(0, end - committed)
             if last_read is not None:
                 yield "consumer_position", label, last_read + 1
         yield "assigned_partitions", "", n_inputs

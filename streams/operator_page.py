@@ -35,7 +35,7 @@ pre{white-space:pre-wrap;font-size:12px;margin:4px 0;background:#f5f6f8;padding:
 <section><h2>Throughput by input topic</h2><table id="throughput"></table></section>
 <section><h2>Outputs by topic</h2><table id="outputs"></table></section>
 <section><h2>Consumer lag by input partition</h2><table id="lag"></table>
-<p class="muted">Internal topics and changelogs: <span id="otherlag">&ndash;</span> records behind.</p></section>
+<p class="muted">Internal topics (course-cooc, referral-links, ...): <span id="otherlag">&ndash;</span> records behind.</p></section>
 <section><h2>Event &rarr; output latency</h2><table id="latency"></table></section>
 <section><h2>Model quality</h2><table id="quality"></table></section>
 <section><h2>Profiles by segment</h2><table id="segments"></table></section>

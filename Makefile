@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test test-unit test-integration test-fault lint schemas clean reports
+.PHONY: help install demo test test-unit test-integration test-fault lint schemas clean reports operator-screenshot
 
 help: ## show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -39,6 +39,9 @@ lint: $(STAMP) ## ruff over the tree (installs ruff into the venv)
 
 schemas: $(STAMP) ## write the JSON Schema of every topic to docs/schemas
 	$(BIN)/coursepulse schemas --out docs/schemas
+
+operator-screenshot: $(STAMP) ## redraw docs/operator-page.png (a live worker in headless Chromium; needs chromium)
+	COURSEPULSE_OPERATOR_SCREENSHOT=$(CURDIR)/docs/operator-page.png $(BIN)/python -m pytest tests/integration/test_operations.py -k operator_page $(ARGS)
 
 clean: ## remove the venv and caches
 	rm -rf $(VENV) var .pytest_cache .hypothesis

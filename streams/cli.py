@@ -1,4 +1,4 @@
-"""The ``coursepulse`` command line: worker, demo, simulator, schemas, topics."""
+"""The ``coursepulse`` command line: worker, demo, simulator, schemas, topics, dead letters."""
 
 from __future__ import annotations
 
@@ -83,6 +83,19 @@ def build_parser() -> argparse.ArgumentParser:
     bn.add_argument("--profile-raw", type=Path, default=None, help="keep py-spy's raw profile here")
     bn.add_argument("--latency-at", default=None, metavar="RATES",
                     help="only (e): one worker's latency at these offered rates, ev/s, comma-separated (e.g. 300,600)")
+    dq = sub.add_parser("dlq", help="list dead letters, or re-send them to their source topic (idempotent)")
+    dq_sub = dq.add_subparsers(dest="dlq_command", required=True)
+    for name, text in (("list", "list the dead letters of events-dlq"),
+                       ("redrive", "re-send the original bytes of dead letters to their source topic")):
+        p = dq_sub.add_parser(name, help=text)
+        p.add_argument("--kind", action="append", default=None,
+                       help="only this error kind (decode, validation, key_mismatch, too_large, wrong_partition, internal); repeatable")
+        p.add_argument("--since", default=None, help="only dead letters since: 30m, 2h, 1d (ago), epoch ms, or ISO-8601 with an offset")
+        p.add_argument("--json", action="store_true", help="JSON Lines output")
+        if name == "redrive":
+            p.add_argument("--fix-key", action="store_true", help="key each record by the user_id in its payload (mis-keyed producers)")
+            p.add_argument("--dry-run", action="store_true", help="say what would be re-sent; send nothing")
+            p.add_argument("--no-progress", action="store_true", help="no progress bar")
     sk = sub.add_parser("soak", help="one worker under steady simulated traffic for minutes; its memory sampled (a report)")
     sk.add_argument("--json", type=Path, required=True, dest="json_out", help="write the report here (JSON)")
     sk.add_argument("--duration", type=float, default=600.0, help="seconds of traffic (default 600)")
@@ -161,6 +174,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         report = asyncio.run(run_soak(config, Settings.from_env(), args.json_out))
         print({k: v for k, v in report.items() if k not in ("samples", "config")})
         return 0 if report["worker_exit"] in (0, None) else 1
+    if args.command == "dlq":
+        from streams.dlq import run_dlq
+
+        return run_dlq(args)
     if args.command == "demo":
         from streams.demo import run_demo
 

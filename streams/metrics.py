@@ -77,6 +77,10 @@ CATALOGUE: dict[str, Spec] = {
     "recovery_completed": _g("1 once table recovery of the current assignment has completed, else 0."),
     "recovery_phantom_ends": _c("End offsets reported by the broker that no record reached (found by the end-offset probe)."),
     "recovery_short_ends": _c("Changelog partitions whose reported end the end-offset probe found short."),
+    "recovery_probe_unconfirmed": _c("Changelog partitions the end-offset probe could not confirm at their end before its deadline."),
+    "acks_held_back": _c("Acknowledgements of messages a stream skipped during a rebalance: not committable until processed."),
+    "fresh_partition_seeks": _c("Partitions with no committed offset positioned by the reset policy after a rebalance."),
+    "offset_gaps": _c("Input offset gaps found by the ingest agent: read again (healed) or found empty in the log (real).", "kind"),
     "changelog_ahead_rebuilt": _c("Local table stores found ahead of their changelog, wiped and rebuilt, by changelog topic.", "topic"),
     # outputs
     "profiles_published": _c("User profiles published, by lifecycle segment.", "segment"),

@@ -51,6 +51,7 @@ log = logging.getLogger(__name__)
 
 _PREFIX_LEN = len(settings.topic_prefix)
 _LATENESS_MS = int(settings.allowed_lateness_s * 1000)
+_CONTINUITY = settings.offset_continuity
 _MAX_FUTURE_MS = int(settings.max_future_s * 1000)
 _HL_MS = settings.half_life_days * DAY_MS
 #: persist the partition's high mark when it moved this far (event time) since the last write
@@ -144,7 +145,7 @@ async def _probe_gap(topic: str, partition: int, start: int, end: int) -> bool:
 @app.timer(5.0)
 async def _watch_continuity() -> None:
     """Tail gaps: a partition read past what was processed while the stream idled."""
-    if app.flow_control.is_active() and not app.rebalancing:
+    if _CONTINUITY and app.flow_control.is_active() and not app.rebalancing:
         await continuity.watch(app.consumer, _probe_gap)
 
 
@@ -165,7 +166,7 @@ async def process_batch(batch) -> None:  # noqa: ANN001 - faust events
     by_partition: dict[int, dict[str, list[tuple[Any, Any, str]]]] = {}
     for event in batch:
         message = event.message
-        if not continuity.accept(message.topic, message.partition, message.offset):
+        if _CONTINUITY and not continuity.accept(message.topic, message.partition, message.offset):
             release_unprocessed(app.consumer, message)  # comes again, in order, after the heal
             continue
         logical = message.topic[_PREFIX_LEN:]

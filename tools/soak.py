@@ -75,7 +75,7 @@ def _slope_per_10min(samples: list[tuple[float, float]]) -> float | None:
 
 class _Run:
     def __init__(self, base: Settings, workdir: Path) -> None:
-        from streams.bench import _Children
+        from tools.bench.children import _Children
 
         self.base = base
         self.workdir = workdir
@@ -88,8 +88,8 @@ class _Run:
                                    redis_ttl_s=3600)
 
     def start_worker(self, settings: Settings, name: str) -> Any:
-        from streams.bench import _child_env
         from streams.embedded import free_port
+        from tools.bench.children import _child_env
 
         port = free_port()
         env = _child_env({**settings.to_env(), "COURSEPULSE_WEB_PORT": str(port),
@@ -108,7 +108,7 @@ class _Run:
         """Events/s one worker drains from a pre-produced backlog."""
         from streams.admin import create_topics
         from streams.producer import produce
-        from streams.simulator import PlatformSimulator, SimConfig
+        from tools.simulator import PlatformSimulator, SimConfig
 
         settings = self.settings_for("cal")
         await create_topics(settings)
@@ -138,9 +138,9 @@ class _Run:
 
     async def soak(self, config: SoakConfig, rate: float) -> dict[str, Any]:
         from streams.admin import create_topics
-        from streams.bench import _proc_memory
         from streams.producer import ProduceStats, produce
-        from streams.simulator import PlatformSimulator, SimConfig
+        from tools.bench.children import _proc_memory
+        from tools.simulator import PlatformSimulator, SimConfig
 
         settings = self.settings_for("soak")
         await create_topics(settings)

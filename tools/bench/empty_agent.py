@@ -1,6 +1,6 @@
 """The empty-agent baseline of ``coursepulse bench``: the project's Faust app, one agent that only counts.
 
-Run by the benchmark as ``python -m streams.bench_empty`` with the settings' environment (its
+Run by the benchmark as ``python -m tools.bench.empty_agent`` with the settings' environment (its
 own topic prefix and app id) and two more variables:
 
 - ``COURSEPULSE_BENCH_PROGRESS``: a JSON file this process rewrites (atomically) every 0.25 s and
@@ -72,5 +72,5 @@ def main() -> int:
     return 0
 
 
-if __name__ == "__main__":  # pragma: no cover - run as a child process by streams.bench
+if __name__ == "__main__":  # pragma: no cover - run as a child process by tools.bench
     sys.exit(main())

@@ -34,6 +34,7 @@ from streams import tables, topics
 from streams.app import app, settings
 from streams.metrics import metrics
 from streams.partitioning import partition_for
+from streams.providers import provide
 from streams.runtime import (
     PartitionScope,
     RecTrigger,
@@ -58,6 +59,7 @@ _reroute_topics: dict[str, Any] = {}
 _persisted_max: dict[int, int] = {}
 
 
+@provide("partition_stats")
 def partition_stats(partition: int) -> PartitionStats:
     """This worker's view of a partition's stats, loaded from the table on first use."""
     stats = _stats.get(partition)

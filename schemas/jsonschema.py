@@ -10,21 +10,12 @@ from typing import Any
 import orjson
 
 from schemas.base import SCHEMA_VERSION, _unwrap_optional
-from schemas.codec import INPUT_TYPES
-from schemas.events import Course
-from schemas.outputs import ChurnAlert, DeadLetter, Recommendations, ReferralCandidate, UserProfile
+from schemas.topics import TOPICS
 
 __all__ = ["ALL_TOPICS", "json_schema", "write_schemas"]
 
-ALL_TOPICS: dict[str, type[Any]] = {
-    **INPUT_TYPES,
-    "courses": Course,
-    "recommendations": Recommendations,
-    "churn-alerts": ChurnAlert,
-    "referral-candidates": ReferralCandidate,
-    "user-profiles": UserProfile,
-    "events-dlq": DeadLetter,
-}
+#: topic -> record class of every topic with a published schema, from the registry (schemas.topics)
+ALL_TOPICS: dict[str, type[Any]] = {t.name: t.record for t in TOPICS if not t.internal and t.record is not None}
 
 
 def _type_schema(tp: Any, meta: dict[str, Any]) -> dict[str, Any]:

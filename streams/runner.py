@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import sys
 from pathlib import Path
 
@@ -50,9 +49,6 @@ def run_worker() -> int:
     try:
         if not settings.kafka_broker or not settings.redis_url:
             settings = services.start()
-            # streams.app reads the environment: hand it what the embedded launcher set
-            changed = ("KAFKA_BROKER", "REDIS_URL", "COURSEPULSE_END_OFFSET_PROBE", "COURSEPULSE_RECOVERY_CONSISTENCY_CHECK")
-            os.environ.update({k: v for k, v in settings.to_env().items() if k in changed})
         asyncio.run(_create_topics(settings))
         Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
         from models.kernels import warm_up
@@ -61,9 +57,12 @@ def run_worker() -> int:
         _use_uvloop()
         import faust
 
-        from streams.app import app, load_agents
+        from streams.app import configure, get_app, install_patches, load_agents
 
+        configure(settings)  # the default app is built from these (embedded broker included)
+        install_patches(settings)
         load_agents()
+        app = get_app()
         _watch_stalls(app)
 
         worker = faust.Worker(app, loglevel=settings.log_level.upper(), quiet=True)

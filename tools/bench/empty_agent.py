@@ -7,7 +7,7 @@ own topic prefix and app id) and two more variables:
   when the last expected event arrives: ``{"n", "first", "last", "pid"}`` (wall-clock seconds);
 - ``COURSEPULSE_BENCH_EXPECTED``: how many events make "the last one".
 
-It is the very ``faust.App`` of :mod:`streams.app` (same broker URL, partitions, session timeout
+It is the very default ``faust.App`` of :mod:`streams.app` (same broker URL, partitions, session timeout
 and heartbeat, serializers, producer and stream settings) iterating the very topic object the
 ingest agent reads (:data:`streams.topics.user_events`, ``stream.events()``), under uvloop like
 ``coursepulse worker``: the only difference from the pipeline is the agent's body.
@@ -38,8 +38,10 @@ def main() -> int:
         pass
     import faust
 
-    from streams.app import app, settings
+    from streams.app import app, install_patches, settings
     from streams.topics import user_events
+
+    install_patches(settings)  # as the worker does (streams.runner)
 
     state: dict[str, float | int | None] = {"n": 0, "first": None, "last": None}
 

@@ -53,7 +53,7 @@ def _type_schema(tp: Any, meta: dict[str, Any]) -> dict[str, Any]:
             out["maxItems"] = meta["max_len"]
     elif origin is dict or tp is dict:
         out = {"type": "object"}
-    elif dataclasses.is_dataclass(tp):
+    elif isinstance(tp, type) and dataclasses.is_dataclass(tp):
         out = _object_schema(tp)
     else:  # pragma: no cover - guarded by base._make_checker
         msg = f"no JSON Schema mapping for {tp!r}"

@@ -65,6 +65,7 @@ class EndOffsetProbe:
 
     @property
     def enabled(self) -> bool:
+        """Whether ends are probed: ``on``, or ``auto`` until the broker is seen to report true ends."""
         if self.mode == "on":
             return True
         if self.mode == "off":

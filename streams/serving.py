@@ -89,6 +89,7 @@ class RedisServing:
         return self._redis
 
     def key(self, kind: str, ident: str) -> str:
+        """The Redis key of one serving value, e.g. ``cp:rec:u1``."""
         return f"{self.prefix}{kind}:{ident}"
 
     # ------------------------------------------------------------------ state
@@ -289,5 +290,6 @@ class RedisServing:
         return value
 
     async def close(self) -> None:
+        """Close the client, if one was made."""
         if self._redis is not None:
             await self._redis.aclose()

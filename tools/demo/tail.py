@@ -32,6 +32,7 @@ class Tail:
         self.first_seen: dict[str, float] = {}
 
     async def run(self, stop: asyncio.Event) -> None:
+        """Read the tailed topics from the beginning until ``stop`` is set."""
         consumer = AIOKafkaConsumer(
             *(self.settings.topic(t) for t in _TAILED),
             bootstrap_servers=self.settings.bootstrap_servers,

@@ -17,12 +17,15 @@ from tools.demo.tail import Tail
 
 @dataclasses.dataclass
 class Worker:
+    """One worker process the demo started, and the port of its HTTP endpoints."""
+
     index: int
     port: int
     proc: Any
     log_path: Path
 
     def stats(self) -> dict[str, Any]:
+        """The worker's ``/stats`` (empty while it does not answer)."""
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/stats", timeout=0.5) as r:
                 return orjson.loads(r.read())

@@ -68,6 +68,13 @@ def test_streams_import_no_tool() -> None:
     assert found == []
 
 
+def test_the_cli_imports_tools_only_inside_its_subcommands() -> None:
+    tree = ast.parse((ROOT / "streams/cli.py").read_text())
+    top = [n.module if isinstance(n, ast.ImportFrom) else n.names[0].name
+           for n in tree.body if isinstance(n, ast.Import | ast.ImportFrom)]
+    assert [m for m in top if m and m.split(".")[0] in ("tools", "agents", "models")] == []
+
+
 def test_no_module_of_streams_is_over_400_lines() -> None:
     sizes = {str(p.relative_to(ROOT)): len(p.read_text().splitlines()) for p in _modules("streams")}
     assert {p: n for p, n in sizes.items() if n > MAX_LINES} == {}

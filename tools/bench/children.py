@@ -23,7 +23,8 @@ log = logging.getLogger(__name__)
 # child processes and their figures
 
 
-def _child_env(extra: dict[str, str]) -> dict[str, str]:
+def child_env(extra: dict[str, str]) -> dict[str, str]:
+    """This process's environment plus ``extra``, unbuffered, with the project on ``PYTHONPATH``."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1", **extra}
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(_ROOT), env.get("PYTHONPATH", "")) if p)
     return env
@@ -83,7 +84,7 @@ def _others(busy: float | None, wall: float, cpu_s: list[float | None]) -> float
     return max(0.0, busy - sum(c for c in cpu_s if c is not None) / wall)
 
 
-def _proc_memory(pid: int) -> dict[str, float]:
+def proc_memory(pid: int) -> dict[str, float]:
     """VmRSS and VmHWM (peak) of a process in MB (``/proc/<pid>/status``)."""
     out: dict[str, float] = {}
     with contextlib.suppress(OSError):
@@ -95,36 +96,42 @@ def _proc_memory(pid: int) -> dict[str, float]:
 
 
 @dataclass
-class _Child:
+class Child:
+    """A process the benchmark started: its name, handle, log file and HTTP port."""
+
     name: str
     proc: subprocess.Popen[bytes]
     log_path: Path
     port: int | None = None
 
     def alive(self) -> bool:
+        """Whether the process still runs."""
         return self.proc.poll() is None
 
     def log_tail(self, n: int = 30) -> str:
+        """The last ``n`` lines of its log (empty when unreadable)."""
         try:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
         except OSError:
             return ""
 
 
-class _Children:
+class Children:
     """Every process the benchmark started, stopped in reverse order (also on error and Ctrl-C)."""
 
     def __init__(self) -> None:
-        self.items: list[_Child] = []
+        self.items: list[Child] = []
 
-    def start(self, name: str, argv: list[str], log_path: Path, env: dict[str, str], port: int | None = None) -> _Child:
+    def start(self, name: str, argv: list[str], log_path: Path, env: dict[str, str], port: int | None = None) -> Child:
+        """Start a child (it dies with this process) and keep it for :meth:`stop_all`."""
         from streams.embedded import start_process
 
-        child = _Child(name, start_process(argv, log_path, env), log_path, port)
+        child = Child(name, start_process(argv, log_path, env), log_path, port)
         self.items.append(child)
         return child
 
-    def stop(self, children: Iterable[_Child], timeout: float = 20.0) -> None:
+    def stop(self, children: Iterable[Child], timeout: float = 20.0) -> None:
+        """SIGTERM the given children, wait up to ``timeout``, then kill what is left."""
         children = [c for c in children if c.alive()]
         for c in children:
             with contextlib.suppress(ProcessLookupError):
@@ -139,6 +146,7 @@ class _Children:
                 c.proc.wait(timeout=5)
 
     def stop_all(self) -> None:
+        """Stop every child started, the latest first."""
         self.stop(reversed(self.items))
 
 

@@ -15,15 +15,15 @@ import orjson
 from streams.kafka_auth import aiokafka_kwargs
 from streams.settings import Settings
 from tools.bench.children import (
+    Child,
     _busy_cores,
-    _Child,
     _cpu_s,
     _others,
     _PhaseError,
-    _proc_memory,
     _system_cpu,
     _thread_cpu_s,
     _thread_split,
+    proc_memory,
 )
 from tools.bench.evaluation import _simulate
 
@@ -153,7 +153,7 @@ class _LatencyParts:
                                "machine_busy_cores": _busy_cores(sys0, sys1),
                                "other_processes_busy_cores": _others(_busy_cores(sys0, sys1), t1 - t0, used)})
             await asyncio.sleep(settings.rec_flush_s + 1.5)  # the last flush and the tail's last poll
-            memory = _proc_memory(worker.proc.pid)
+            memory = proc_memory(worker.proc.pid)
         finally:
             stop_tail.set()
             with contextlib.suppress(Exception):
@@ -162,7 +162,7 @@ class _LatencyParts:
         return _latency_report(phases, tail, meta, int(settings.allowed_lateness_s * 1000),
                                settings.rec_flush_s, memory)
 
-    async def drain(self, worker: _Child, target: int, timeout: float) -> float:
+    async def drain(self, worker: Child, target: int, timeout: float) -> float:
         """Wait until the worker has taken in ``target`` events; return the seconds it took (or -1)."""
         started = time.monotonic()
         n = None

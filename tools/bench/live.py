@@ -20,22 +20,22 @@ import orjson
 from streams.kafka_auth import aiokafka_kwargs
 from streams.settings import Settings
 from tools.bench.children import (
+    Child,
+    Children,
     _busy_cores,
-    _Child,
-    _child_env,
-    _Children,
     _counters,
     _cpu_s,
     _has_uvloop,
     _interpolate,
     _others,
     _PhaseError,
-    _proc_memory,
     _py_spy,
     _steady_rate,
     _system_cpu,
     _thread_cpu_s,
     _thread_split,
+    child_env,
+    proc_memory,
 )
 from tools.bench.config import BenchConfig
 from tools.bench.latency import _LatencyParts
@@ -50,7 +50,7 @@ class _Live(_LatencyParts):
     """The live measurements against one broker."""
 
     def __init__(self, config: BenchConfig, settings: Settings, workdir: Path, broker_pid: int | None,
-                 children: _Children) -> None:
+                 children: Children) -> None:
         self.config = config
         self.base = settings
         self.workdir = workdir
@@ -82,7 +82,7 @@ class _Live(_LatencyParts):
         except (TimeoutError, aiohttp.ClientError, OSError, orjson.JSONDecodeError):
             return None
 
-    async def events_in(self, worker: _Child) -> float | None:
+    async def events_in(self, worker: Child) -> float | None:
         """The worker's ``events_in`` (all labels): from ``/stats``, else from ``/metrics``."""
         stats = await self.get_json(worker.port or 0, "/stats")
         if stats is not None:
@@ -104,17 +104,17 @@ class _Live(_LatencyParts):
         except (TimeoutError, aiohttp.ClientError, OSError, UnicodeDecodeError):
             return None
 
-    def start_worker(self, settings: Settings, name: str) -> _Child:
+    def start_worker(self, settings: Settings, name: str) -> Child:
         from streams.embedded import free_port
 
         port = free_port()
-        env = _child_env({**settings.to_env(), "COURSEPULSE_WEB_PORT": str(port),
+        env = child_env({**settings.to_env(), "COURSEPULSE_WEB_PORT": str(port),
                           "COURSEPULSE_WEB_HOST": "127.0.0.1",
                           "COURSEPULSE_DATA_DIR": str(self.workdir / name)})
         return self.children.start(name, [sys.executable, "-m", "streams.cli", "worker"],
                                    self.workdir / f"{name}.log", env, port)
 
-    async def wait_healthy(self, workers: list[_Child], timeout: float = 90.0) -> float:
+    async def wait_healthy(self, workers: list[Child], timeout: float = 90.0) -> float:
         started = time.monotonic()
         pending = list(workers)
         while pending:
@@ -140,7 +140,7 @@ class _Live(_LatencyParts):
         elapsed = time.perf_counter() - t
         return {"records": stats.total, "elapsed_s": elapsed, "records_per_s": stats.total / elapsed}
 
-    async def measure_rate(self, workers: list[_Child], target: int, timeout: float,
+    async def measure_rate(self, workers: list[Child], target: int, timeout: float,
                            on_first: Callable[[], Any] | None = None, poll: float = 0.1) -> dict[str, Any]:
         """Poll ``/stats`` until the workers' ``events_in`` sum reaches ``target``.
 
@@ -219,7 +219,7 @@ class _Live(_LatencyParts):
         out.update(await self.internal_backlog(workers, first[0], events))
         return out
 
-    async def internal_backlog(self, workers: list[_Child], t_first: float, events: float,
+    async def internal_backlog(self, workers: list[Child], t_first: float, events: float,
                                timeout: float = 60.0) -> dict[str, Any]:
         """After ``events_in`` reached N: wait for the workers' own ``course-cooc`` backlog to drain.
 
@@ -311,7 +311,7 @@ class _Live(_LatencyParts):
         n = len(events)
         progress = self.workdir / "empty-progress.json"
         (self.workdir / "empty").mkdir(parents=True, exist_ok=True)  # as run_worker makes it
-        env = _child_env({**settings.to_env(), "COURSEPULSE_WEB_PORT": str(free_port()),
+        env = child_env({**settings.to_env(), "COURSEPULSE_WEB_PORT": str(free_port()),
                           "COURSEPULSE_WEB_HOST": "127.0.0.1",
                           "COURSEPULSE_DATA_DIR": str(self.workdir / "empty"),
                           "COURSEPULSE_BENCH_PROGRESS": str(progress), "COURSEPULSE_BENCH_EXPECTED": str(n)})
@@ -333,7 +333,7 @@ class _Live(_LatencyParts):
                     msg = f"the empty agent counted {state.get('n', 0)} of {n} events in time"
                     raise _PhaseError(msg)
                 await asyncio.sleep(0.1)
-            rss = _proc_memory(child.proc.pid)
+            rss = proc_memory(child.proc.pid)
         finally:
             self.children.stop([child])
         wall = state["last"] - state["first"]
@@ -356,7 +356,7 @@ class _Live(_LatencyParts):
             if profile_s:
                 on_first = lambda: spy.update(self.start_profiler(workers[0], profile_s))  # noqa: E731
             rate = await self.measure_rate(workers, len(events), timeout=max(180.0, len(events) / 100), on_first=on_first)
-            memory = [_proc_memory(w.proc.pid) for w in workers]
+            memory = [proc_memory(w.proc.pid) for w in workers]
             stats = [await self.get_json(w.port or 0, "/stats") or {} for w in workers]
             if spy:
                 t0 = spy["started"]
@@ -371,18 +371,18 @@ class _Live(_LatencyParts):
             out["profile"] = spy
         return out
 
-    def start_profiler(self, worker: _Child, seconds: float) -> dict[str, Any]:
+    def start_profiler(self, worker: Child, seconds: float) -> dict[str, Any]:
         py_spy = _py_spy()
         raw = self.workdir / "profile.raw.txt"
         assert py_spy is not None
         child = self.children.start(
             "py-spy", [py_spy, "record", "-p", str(worker.proc.pid), "-d", str(int(seconds)), "-f", "raw",
                        "-o", str(raw), "--nonblocking"],
-            self.workdir / "py-spy.log", _child_env({}))
+            self.workdir / "py-spy.log", child_env({}))
         return {"child": child, "raw": raw, "seconds": seconds, "started": time.monotonic(), "events0": None}
 
-    async def finish_profiler(self, spy: dict[str, Any], worker: _Child) -> dict[str, Any]:
-        child: _Child = spy["child"]
+    async def finish_profiler(self, spy: dict[str, Any], worker: Child) -> dict[str, Any]:
+        child: Child = spy["child"]
         # events processed while py-spy sampled: the counter when it started and `seconds` later
         # (measure_rate ran until the end of the backlog; the worker is idle after it)
         deadline = spy["started"] + spy["seconds"] + 30

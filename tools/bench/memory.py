@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 
 from streams.settings import Settings
-from tools.bench.children import _child_env
+from tools.bench.children import child_env
 from tools.bench.config import _DAY_MS, _ROOT
 
 log = logging.getLogger(__name__)
@@ -129,6 +129,6 @@ def _memory_in_subprocess(users: int, events_per_user: int, workdir: Path, timeo
     out = workdir / f"memory-{users}-{events_per_user}.json"
     subprocess.run(
         [sys.executable, "-m", "tools.bench", "memory", str(users), str(events_per_user), str(out)],
-        check=True, timeout=timeout, cwd=_ROOT, env=_child_env({}), stdin=subprocess.DEVNULL,
+        check=True, timeout=timeout, cwd=_ROOT, env=child_env({}), stdin=subprocess.DEVNULL,
     )
     return orjson.loads(out.read_bytes())

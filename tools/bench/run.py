@@ -20,7 +20,7 @@ from typing import Any
 import orjson
 
 from streams.settings import Settings
-from tools.bench.children import _Children, _py_spy
+from tools.bench.children import Children, _py_spy
 from tools.bench.config import _ROOT, BenchConfig, machine_info
 from tools.bench.evaluation import _simulate, bench_eval
 from tools.bench.kernels import bench_kernels
@@ -164,7 +164,7 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
         "source": _source_info(),
         "errors": [],
     }
-    children = _Children()
+    children = Children()
     previous = _sigterm_to_interrupt()
     workdir = Path(tempfile.mkdtemp(prefix="coursepulse-bench-"))
     try:

@@ -10,11 +10,13 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from schemas.topics import OUTPUT_TOPICS
 from streams.kafka_auth import aiokafka_kwargs
 from streams.producer import ProduceStats
 from streams.settings import Settings
 
-_TAILED = ("user-profiles", "events-dlq", "recommendations", "churn-alerts", "referral-candidates")
+#: every output topic (schemas.topics)
+_TAILED = OUTPUT_TOPICS
 
 
 class Tail:

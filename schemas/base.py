@@ -138,10 +138,6 @@ def _unwrap_optional(tp: Any) -> tuple[Any, bool]:
     return tp, False
 
 
-def _type_name(tp: Any) -> str:
-    return getattr(tp, "__name__", str(tp))
-
-
 def _make_checker(name: str, tp: Any, meta: dict[str, Any]) -> Callable[[Any], Any]:
     """Return a function that checks and normalises one field's value (or raises)."""
     if meta.get("timestamp"):

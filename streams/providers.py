@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-__all__ = ["lookup", "provide", "unregister"]
+__all__ = ["lookup", "provide"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 _providers: dict[str, Callable[..., Any]] = {}
@@ -34,8 +34,3 @@ def provide(name: str) -> Callable[[F], F]:
 def lookup(name: str) -> Callable[..., Any] | None:
     """The function registered under ``name``, or None when no agent provides it in this process."""
     return _providers.get(name)
-
-
-def unregister(name: str) -> None:
-    """Forget ``name`` (tests)."""
-    _providers.pop(name, None)

@@ -52,7 +52,6 @@ def forget_partition(partition: int) -> None:
 
 
 def alert_record(a: AlertDecision) -> ChurnAlert:
-    """The ``churn-alerts`` record of an alert decision (its id derived from user and time)."""
     return ChurnAlert(
         alert_id=str(uuid.uuid5(_NS, f"{a.user_id}/{a.at}")),
         user_id=a.user_id,

@@ -36,6 +36,7 @@ from streams.commits import release_unprocessed
 from streams.continuity import continuity, records_between
 from streams.metrics import metrics
 from streams.partitioning import partition_for
+from streams.providers import provide
 from streams.runtime import (
     PartitionScope,
     RecTrigger,
@@ -61,6 +62,7 @@ _reroute_topics: dict[str, Any] = {}
 _persisted_max: dict[int, int] = {}
 
 
+@provide("partition_stats")
 def partition_stats(partition: int) -> PartitionStats:
     """This worker's view of a partition's stats, loaded from the table on first use."""
     stats = _stats.get(partition)

@@ -19,6 +19,7 @@ from schemas.codec import encode
 from schemas.outputs import ChurnAlert, Factor
 from streams import tables, topics
 from streams.metrics import metrics
+from streams.providers import provide
 from streams.runtime import EveryN, PartitionScope, index, new_retention, retention
 
 __all__ = ["alert_record", "checkpoint", "models_for", "on_watermark"]
@@ -28,6 +29,7 @@ _NS = uuid.UUID("0b3a52f5-3c8e-4a43-9a83-5b6f2b9f3c11")
 _checkpoints = EveryN()
 
 
+@provide("retention_models")
 def models_for(partition: int) -> RetentionModels:
     """The partition's retention models: restored from its table (and re-scheduled) on first use."""
     rm = retention.get(partition)

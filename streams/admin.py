@@ -8,6 +8,7 @@ import logging
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
 
+from schemas.topics import TOPICS, spec
 from streams.kafka_auth import aiokafka_kwargs
 from streams.settings import Settings
 
@@ -15,15 +16,9 @@ __all__ = ["ALL_TOPICS", "COMPACTED", "create_topics", "wait_for_broker"]
 
 log = logging.getLogger(__name__)
 
-ALL_TOPICS = (
-    "views", "purchases", "shares", "courses",
-    "recommendations", "churn-alerts", "referral-candidates", "user-profiles", "events-dlq",
-    # internal: co-occurrence increments repartitioned by course, and the broadcast neighbour lists
-    "course-cooc", "course-neighbours",
-    # internal: referral links repartitioned by share_id, and credits back to the sharer's partition
-    "referral-links", "referral-credits",
-)
-COMPACTED = frozenset({"courses", "user-profiles", "course-neighbours"})
+#: every topic's logical name, from the registry (schemas.topics)
+ALL_TOPICS = tuple(t.name for t in TOPICS)
+COMPACTED = frozenset(t.name for t in TOPICS if t.compacted)
 
 
 async def wait_for_broker(settings: Settings, timeout: float = 30.0) -> AIOKafkaAdminClient:
@@ -50,9 +45,9 @@ async def create_topics(settings: Settings, names: tuple[str, ...] = ALL_TOPICS)
         new = [
             NewTopic(
                 settings.topic(name),
-                num_partitions=settings.partitions,
+                num_partitions=spec(name).partitions or settings.partitions,
                 replication_factor=settings.replication,
-                topic_configs={"cleanup.policy": "compact"} if name in COMPACTED else {},
+                topic_configs={"cleanup.policy": "compact"} if spec(name).compacted else {},
             )
             for name in names
             if settings.topic(name) not in existing

@@ -124,15 +124,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return create_topics()
     if args.command == "simulate":
-        from streams.runner import run_simulate
+        from tools.simulator.command import run_simulate
 
         return run_simulate(args)
     if args.command == "eval":
-        from streams.offline import run_eval
+        from tools.evaluate import run_eval
 
         return run_eval(args)
     if args.command == "replay":
-        from streams.offline import run_replay
+        from tools.replay import run_replay
 
         return run_replay(args)
     if args.command == "datasets":
@@ -145,7 +145,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from rich.console import Console
         from rich.table import Table
 
-        from streams.bench import BenchConfig, run_bench, table_rows
+        from tools.bench import BenchConfig, run_bench, table_rows
 
         config = BenchConfig.create(
             events=args.events, quick=args.quick, json_out=args.json_out, oulad=args.oulad,
@@ -168,7 +168,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         import asyncio
 
         from streams.settings import Settings
-        from streams.soak import SoakConfig, run_soak
+        from tools.soak import SoakConfig, run_soak
 
         config = SoakConfig(duration_s=args.duration, load=args.load, rate=args.rate, users=args.users)
         report = asyncio.run(run_soak(config, Settings.from_env(), args.json_out))
@@ -179,7 +179,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return run_dlq(args)
     if args.command == "demo":
-        from streams.demo import run_demo
+        from tools.demo import run_demo
 
         return run_demo(args)
     return 2  # pragma: no cover - argparse rejects unknown commands

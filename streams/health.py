@@ -57,6 +57,7 @@ class BrokerWatch:
         self._consumer: Any = None
 
     def changelog_topics(self) -> list[str]:
+        """The full names of every table's changelog topic, sorted."""
         return sorted(t.changelog_topic.get_topic_name() for t in self.app.tables.values())
 
     async def run(self) -> None:
@@ -69,6 +70,7 @@ class BrokerWatch:
             await self._close()
 
     async def check_once(self) -> None:
+        """One check of the broker and the changelogs, bounded by the timeout."""
         try:
             await asyncio.wait_for(self._check(), self.timeout)
         except BrokerLostError as exc:

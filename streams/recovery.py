@@ -37,7 +37,7 @@ from streams.kafka_auth import aiokafka_kwargs
 from streams.metrics import metrics
 from streams.settings import Settings
 
-__all__ = ["EndOffsetProbe", "install", "probe", "probe_stats", "wipe_partition"]
+__all__ = ["EndOffsetProbe", "install", "probe", "wipe_partition"]
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +67,7 @@ class EndOffsetProbe:
 
     @property
     def enabled(self) -> bool:
+        """Whether ends are probed: ``on``, or ``auto`` until the broker is seen to report true ends."""
         if self.mode == "on":
             return True
         if self.mode == "off":
@@ -305,9 +306,3 @@ def _no_auto_create_on_metadata() -> None:
     init.coursepulse_no_auto_create = True  # type: ignore[attr-defined]
     cls.__init__ = init
 
-
-def probe_stats() -> dict[str, Any]:
-    """The probe's mode, what it learned and its last figures (for ``/stats``)."""
-    if probe is None:
-        return {}
-    return {"mode": probe.mode, "enabled": probe.enabled, "short_ends": probe.short_ends, **probe.last}

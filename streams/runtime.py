@@ -110,6 +110,7 @@ class EveryN:
         self._counts: dict[int, int] = {}
 
     def due(self, partition: int, every: int, events: int = 1) -> bool:
+        """Count ``events`` for the partition; True (and restart the count) once ``every`` is reached."""
         n = self._counts.get(partition, 0) + events
         if n < every:
             self._counts[partition] = n
@@ -118,4 +119,5 @@ class EveryN:
         return True
 
     def forget(self, partition: int) -> None:
+        """Drop the partition's count (it moved away)."""
         self._counts.pop(partition, None)

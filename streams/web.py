@@ -11,6 +11,7 @@ from streams.health import BrokerWatch, readiness
 from streams.metrics import metrics
 from streams.observe import OpsSensor, consumer_source, quality_source, recovery_source
 from streams.operator_page import PAGE
+from streams.providers import lookup
 from streams.runtime import index, serving
 
 __all__ = ["ChurnView", "HealthView", "LiveView", "MetricsView", "OperatorView", "ReadyView", "RecentView", "NeighboursView",
@@ -150,11 +151,12 @@ class ChurnView(View):
     """Churn risk and its top factors, computed by the worker that owns the user (else 404)."""
 
     async def get(self, request: Request, user_id: str) -> Response:
-        from agents.ingest import partition_stats
-        from agents.score_churn import models_for
         from models.profile import UserState
         from streams import tables
 
+        partition_stats, models_for = lookup("partition_stats"), lookup("retention_models")
+        if partition_stats is None or models_for is None:
+            return _json(self.web, {"error": "churn scoring does not run on this worker"}, status=503)
         if app.rebalancing or not app.tables.recovery.completed.is_set():
             return _json(self.web, {"error": "recovering partitions, try again"}, status=503)
         raw = tables.users.get(user_id)

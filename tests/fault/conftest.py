@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 
 from schemas.eventfile import read_events
-from streams.simulator import PlatformSimulator, SimConfig, write_jsonl
 from tests.fault.harness import expected_counts
 from tests.fault.scenarios import Run, run_scenario
+from tools.simulator import PlatformSimulator, SimConfig, write_jsonl
 
 #: the event file: ~300 users, 21 days, ~3,100 user events and 120 courses (seed 11)
 SIM = SimConfig(users=300, days=21.0, seed=11, start_ms=1_735_689_600_000)  # 2025-01-01

@@ -75,11 +75,11 @@ def _slope_per_10min(samples: list[tuple[float, float]]) -> float | None:
 
 class _Run:
     def __init__(self, base: Settings, workdir: Path) -> None:
-        from streams.bench import _Children
+        from tools.bench.children import Children
 
         self.base = base
         self.workdir = workdir
-        self.children = _Children()
+        self.children = Children()
         self.tag = uuid.uuid4().hex[:6]
 
     def settings_for(self, phase: str) -> Settings:
@@ -88,11 +88,11 @@ class _Run:
                                    redis_ttl_s=3600)
 
     def start_worker(self, settings: Settings, name: str) -> Any:
-        from streams.bench import _child_env
         from streams.embedded import free_port
+        from tools.bench.children import child_env
 
         port = free_port()
-        env = _child_env({**settings.to_env(), "COURSEPULSE_WEB_PORT": str(port),
+        env = child_env({**settings.to_env(), "COURSEPULSE_WEB_PORT": str(port),
                           "COURSEPULSE_DATA_DIR": str(self.workdir / name)})
         child = self.children.start(name, [sys.executable, "-m", "streams.cli", "worker"],
                                     self.workdir / f"{name}.log", env, port)
@@ -108,7 +108,7 @@ class _Run:
         """Events/s one worker drains from a pre-produced backlog."""
         from streams.admin import create_topics
         from streams.producer import produce
-        from streams.simulator import PlatformSimulator, SimConfig
+        from tools.simulator import PlatformSimulator, SimConfig
 
         settings = self.settings_for("cal")
         await create_topics(settings)
@@ -138,9 +138,9 @@ class _Run:
 
     async def soak(self, config: SoakConfig, rate: float) -> dict[str, Any]:
         from streams.admin import create_topics
-        from streams.bench import _proc_memory
         from streams.producer import ProduceStats, produce
-        from streams.simulator import PlatformSimulator, SimConfig
+        from tools.bench.children import proc_memory
+        from tools.simulator import PlatformSimulator, SimConfig
 
         settings = self.settings_for("soak")
         await create_topics(settings)
@@ -153,7 +153,7 @@ class _Run:
         t0 = time.monotonic()
         while not producer.done():
             await asyncio.sleep(config.sample_every_s)
-            mem = _proc_memory(worker.proc.pid)
+            mem = proc_memory(worker.proc.pid)
             sent = sum(v for k, v in produced.good.items() if k != "courses")
             processed = _events_in(worker.port)
             samples.append({"t_s": round(time.monotonic() - t0, 1), "rss_mb": round(mem.get("vmrss_mb", 0.0), 1),

@@ -1,43 +1,20 @@
-"""``coursepulse eval`` and ``coursepulse replay``: event files through the models or to Kafka."""
+"""``coursepulse replay``: an event file to the topics in event-time order."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import logging
 import sys
 import time
 
-from schemas.base import parse_ts
-from schemas.eventfile import read_events, read_labels
+from schemas.eventfile import read_events
 from streams.kafka_auth import aiokafka_kwargs
 from streams.settings import Settings
 
-__all__ = ["run_eval", "run_replay"]
+__all__ = ["run_replay"]
 
 log = logging.getLogger(__name__)
-
-
-def run_eval(args: argparse.Namespace) -> int:
-    """Replay the file test-then-learn without Kafka and write the report."""
-    from models.evaluation import EvalConfig, PrequentialEvaluator
-    from models.evaluation.report import write_report
-    from models.recommend import OnlineRecommender
-
-    labels = read_labels(args.labels) if args.labels else None
-    config = EvalConfig(horizon_days=args.horizon_days, as_of=parse_ts(args.as_of, "--as-of") if args.as_of else None,
-                        rec_interval_ms=int(args.rec_interval_s * 1000), alert_threshold=args.alert_threshold,
-                        seed=args.seed)
-    evaluator = PrequentialEvaluator(config, recommender=OnlineRecommender(measure=args.similarity, mf_weight=args.mf_weight, seed=args.seed), labels=labels)
-    report = evaluator.run(read_events(args.events))
-    report["source"] = {"events": str(args.events), "labels": str(args.labels) if args.labels else None}
-    paths = write_report(evaluator, report, args.report, title=args.title or f"CoursePulse evaluation: {args.events.name}")
-    print(json.dumps({k: report[k] for k in ("recs", "churn", "events", "events_per_s")}, indent=2))
-    for p in paths:
-        print(p)
-    return 0
-
 
 def run_replay(args: argparse.Namespace) -> int:
     """Produce the file to the topics in event-time order, ``--speed`` times real time."""

@@ -54,11 +54,6 @@ class Continuity:
         for key in positions:
             self.gaps.pop(key, None)
 
-    def forget(self, keys: Any) -> None:  # noqa: ANN401 - iterable of (topic, partition)
-        for key in keys:
-            self.expected.pop(key, None)
-            self.gaps.pop(key, None)
-
     def accept(self, topic: str, partition: int, offset: int) -> bool:
         """Whether a record may be processed now; False: it comes again after :meth:`heal`."""
         key = (topic, partition)

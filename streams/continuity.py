@@ -45,6 +45,9 @@ class Continuity:
         self.expected: dict[tuple[str, int], int] = {}
         #: (topic, partition) -> (expected offset, first offset seen past it) found in this batch
         self.gaps: dict[tuple[str, int], tuple[int, int]] = {}
+        #: (topic, partition, expected offset) whose gap a probe found records in: records that
+        #: were queued before the seek back show the same gap again; it is not probed twice
+        self.probed: set[tuple[str, int, int]] = set()
         #: monotonic time of the last record accepted (any input partition)
         self.last_accept = time.monotonic()
 
@@ -53,6 +56,7 @@ class Continuity:
         self.expected.update(positions)
         for key in positions:
             self.gaps.pop(key, None)
+        self.probed = {p for p in self.probed if (p[0], p[1]) not in positions}
 
     def accept(self, topic: str, partition: int, offset: int) -> bool:
         """Whether a record may be processed now; False: it comes again after :meth:`heal`."""
@@ -91,13 +95,16 @@ class Continuity:
         gaps, self.gaps = self.gaps, {}
         for (topic, partition), (want, seen) in gaps.items():
             real = False
-            if probe is not None:
+            first = (topic, partition, want) not in self.probed
+            if probe is not None and first:
                 try:
                     real = not await probe(topic, partition, want, seen)
                 except (asyncio.CancelledError, KeyboardInterrupt):
                     raise
                 except Exception:  # noqa: BLE001 - not knowing, read the gap again
                     log.warning("probe of %s[%d] %d..%d failed", topic, partition, want, seen, exc_info=True)
+            if not real:
+                self.probed.add((topic, partition, want))
             target = seen if real else want
             tp = _tp(consumer, topic, partition)
             if tp is None:
@@ -106,7 +113,7 @@ class Continuity:
                 metrics.inc("offset_gaps", "real")
             else:
                 metrics.inc("offset_gaps", "healed")
-                log.warning("%s[%d]: records %d..%d were never processed (the consumer skipped them): "
+                log.log(logging.WARNING if first else logging.INFO,"%s[%d]: records %d..%d were never processed (the consumer skipped them): "
                             "reading them again", topic, partition, want, seen - 1)
             self.expected[(topic, partition)] = target
             await consumer.seek(tp, target)

@@ -81,3 +81,21 @@ def test_the_watch_heals_a_tail_gap_only_when_the_stream_is_idle():
     c.last_accept -= 120
     assert asyncio.run(c.watch(consumer, idle_s=60.0)) == 1
     assert consumer.sought == [("views", 0, 10)]
+
+
+def test_a_gap_shown_again_by_records_queued_before_the_seek_back_is_not_probed_again():
+    c = Continuity()
+    c.positioned({("views", 0): 90})
+    consumer = _Consumer(("views", 0))
+    probes: list[int] = []
+
+    async def records_there(topic, partition, start, end):
+        probes.append(start)
+        return True
+
+    assert not c.accept("views", 0, 95)
+    asyncio.run(c.heal(consumer, records_there))
+    assert not c.accept("views", 0, 96)  # queued before the seek: the same gap
+    asyncio.run(c.heal(consumer, records_there))
+    assert probes == [90] and consumer.sought == [("views", 0, 90), ("views", 0, 90)]
+    assert c.accept("views", 0, 90)

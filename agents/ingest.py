@@ -53,6 +53,7 @@ log = logging.getLogger(__name__)
 _PREFIX_LEN = len(settings.topic_prefix)
 _LATENESS_MS = int(settings.allowed_lateness_s * 1000)
 _CONTINUITY = settings.offset_continuity
+continuity.track(settings.topic(name) for name in topics.INPUT_TOPICS)
 _MAX_FUTURE_MS = int(settings.max_future_s * 1000)
 _HL_MS = settings.half_life_days * DAY_MS
 #: persist the partition's high mark when it moved this far (event time) since the last write

@@ -50,9 +50,16 @@ class Continuity:
         self.probed: set[tuple[str, int, int]] = set()
         #: monotonic time of the last record accepted (any input partition)
         self.last_accept = time.monotonic()
+        #: the topics checked (the ingest agent's input topics); positions of others are ignored
+        self.topics: set[str] = set()
+
+    def track(self, topics: Any) -> None:  # noqa: ANN401 - iterable of topic names
+        """Check the continuity of these topics (the ones whose records :meth:`accept` sees)."""
+        self.topics.update(topics)
 
     def positioned(self, positions: dict[tuple[str, int], int]) -> None:
         """The consumer was sought: these are the positions its partitions will be read from."""
+        positions = {key: offset for key, offset in positions.items() if key[0] in self.topics}
         self.expected.update(positions)
         for key in positions:
             self.gaps.pop(key, None)

@@ -28,8 +28,22 @@ class _Consumer:
         return self.positions.get((tp.topic, tp.partition))
 
 
-def test_a_record_past_the_expected_offset_and_the_rest_of_its_partition_wait_for_a_seek_back():
+def _c() -> Continuity:
     c = Continuity()
+    c.track(["views"])
+    return c
+
+
+def test_only_tracked_topics_are_positioned():
+    """Other agents' topics (course-cooc, referral links) are read by streams that never report
+    their records here: they must not look like gaps."""
+    c = _c()
+    c.positioned({("views", 0): 3, ("course-cooc", 0): 40})
+    assert c.expected == {("views", 0): 3}
+
+
+def test_a_record_past_the_expected_offset_and_the_rest_of_its_partition_wait_for_a_seek_back():
+    c = _c()
     c.positioned({("views", 0): 10, ("views", 1): 4})
     assert c.accept("views", 0, 10) and c.accept("views", 0, 11)
     assert not c.accept("views", 0, 23)  # 12..22 were never processed
@@ -46,7 +60,7 @@ def test_a_record_past_the_expected_offset_and_the_rest_of_its_partition_wait_fo
 
 
 def test_a_redelivery_below_the_expected_offset_is_processed_and_does_not_move_it():
-    c = Continuity()
+    c = _c()
     c.positioned({("views", 0): 10})
     assert c.accept("views", 0, 7)
     assert c.expected[("views", 0)] == 10
@@ -55,7 +69,7 @@ def test_a_redelivery_below_the_expected_offset_is_processed_and_does_not_move_i
 
 def test_a_real_gap_in_the_log_moves_on_from_the_record_past_it():
     """Transaction markers or compaction: no record in the gap, so it is not read again."""
-    c = Continuity()
+    c = _c()
     c.positioned({("views", 0): 5})
     assert not c.accept("views", 0, 7)
     consumer = _Consumer(("views", 0))
@@ -69,12 +83,12 @@ def test_a_real_gap_in_the_log_moves_on_from_the_record_past_it():
 
 
 def test_unknown_partitions_start_at_their_first_record():
-    c = Continuity()
+    c = _c()
     assert c.accept("views", 3, 41) and c.expected[("views", 3)] == 42
 
 
 def test_the_watch_heals_a_tail_gap_only_when_the_stream_is_idle():
-    c = Continuity()
+    c = _c()
     c.positioned({("views", 0): 10})
     consumer = _Consumer(("views", 0), positions={("views", 0): 15})
     assert asyncio.run(c.watch(consumer, idle_s=60.0)) == 0  # records may still be in flight
@@ -84,7 +98,7 @@ def test_the_watch_heals_a_tail_gap_only_when_the_stream_is_idle():
 
 
 def test_a_gap_shown_again_by_records_queued_before_the_seek_back_is_not_probed_again():
-    c = Continuity()
+    c = _c()
     c.positioned({("views", 0): 90})
     consumer = _Consumer(("views", 0))
     probes: list[int] = []

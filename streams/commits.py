@@ -1,6 +1,6 @@
 """Committed offsets that never stall and never pass an unprocessed message.
 
-Three fixes to Faust's offset handling, each found by the fault suite (``tests/fault``).
+Four fixes to Faust's offset handling, each found by the fault suite (``tests/fault``).
 
 Fresh partitions after a rebalance (the third fix, :func:`_install_seek_reset`). When a worker
 is assigned a partition, Faust's recovery ends with "seek stream partitions to committed
@@ -15,6 +15,13 @@ their ~1,300 events; small topics such as ``shares`` lost their first records). 
 are now positioned as Kafka positions a group with no committed offset: by
 ``consumer_auto_offset_reset`` (``earliest`` here: from the beginning). Changelog partitions are
 left alone (recovery positions those itself).
+
+The producer flush before a commit really drains (the fourth fix, :func:`_install_full_flush`).
+Faust commits only after ``producer.flush()``, whose buffer part (``ProducerBuffer.flush``: table
+changelog writes and every ``send_soon``) gives up as soon as one message takes more than 0.1 s
+to go out — on a loaded machine, or a slow broker, it returned with records still queued, the
+offsets were committed, and a kill then lost state changes whose input would never be read
+again. The flush now waits until the buffer is empty (logging every 10 s while it waits).
 
 The first fix: a workaround for faust-streaming#596.
 
@@ -186,12 +193,41 @@ def _install_seek_reset() -> None:
         cls.seek_to_committed = _wrap_seek_to_committed(cls.seek_to_committed)
 
 
+async def _full_flush(self: Any) -> None:
+    import asyncio
+    import logging
+    import time
+
+    waited = time.monotonic()
+    while self.size:
+        if self.state != "running":
+            msg = "Cannot flush: Producer not Running"
+            raise RuntimeError(msg)
+        self.message_sent.clear()
+        try:
+            await asyncio.wait_for(self.message_sent.wait(), timeout=1.0)
+        except TimeoutError:
+            if time.monotonic() - waited >= 10.0:
+                logging.getLogger(__name__).warning(
+                    "producer flush: %d messages still queued after 10 s; the commit waits", self.size)
+                waited = time.monotonic()
+
+
+def _install_full_flush() -> None:
+    from faust.transport.producer import ProducerBuffer
+
+    if not getattr(ProducerBuffer.flush, "coursepulse", False):
+        _full_flush.coursepulse = True  # type: ignore[attr-defined]
+        ProducerBuffer.flush = _full_flush  # type: ignore[method-assign]
+
+
 def install() -> None:
-    """Replace ``Consumer._new_offset``, wrap ``Consumer.ack`` and the seek to committed offsets
-    (idempotent)."""
+    """Replace ``Consumer._new_offset``, wrap ``Consumer.ack`` and the seek to committed offsets,
+    and make the producer buffer's flush drain it (idempotent)."""
     from faust.transport import consumer
 
     _install_seek_reset()
+    _install_full_flush()
 
     if not getattr(consumer.Consumer._new_offset, "coursepulse", False):  # noqa: SLF001
         _new_offset.coursepulse = True  # type: ignore[attr-defined]

@@ -213,3 +213,43 @@ def test_partitions_without_a_commit_are_positioned_by_the_reset_policy_after_th
     result = asyncio.run(_wrap_seek_to_committed(original)(_Thread()))
     assert result is committed
     assert sorted(seen) == [("beginning", "views", 0), ("seek", "views", 1, 0)]
+
+
+def test_the_producer_buffer_flush_waits_for_a_slow_message():
+    """Faust's flush returned when one message took over 0.1 s, with records still queued, and
+    the commit that follows it then covered changelog writes not yet sent."""
+    import asyncio
+
+    from faust.transport.producer import ProducerBuffer
+
+    from streams.commits import install
+
+    install()
+
+    class _Buffer:
+        state = "running"
+
+        def __init__(self) -> None:
+            self.queued = 3
+            self.message_sent = asyncio.Event()
+
+        @property
+        def size(self) -> int:
+            return self.queued
+
+    async def run() -> int:
+        buf = _Buffer()
+
+        async def sender() -> None:
+            while buf.queued:
+                await asyncio.sleep(0.3)  # each message slower than Faust's 0.1 s
+                buf.queued -= 1
+                buf.message_sent.set()
+
+        task = asyncio.ensure_future(sender())
+        await ProducerBuffer.flush(buf)
+        left = buf.queued
+        await task
+        return left
+
+    assert asyncio.run(run()) == 0

@@ -213,11 +213,14 @@ def consumer_state(app: Any) -> dict[str, Any]:  # noqa: ANN401 - a faust App
     if inner is not None:
         with contextlib.suppress(Exception):
             aio_paused = {(tp.topic, tp.partition) for tp in inner.paused()}
+    from streams.continuity import continuity
+
     rows = []
     for tp in assigned:
         row: dict[str, Any] = {"topic": tp.topic, "partition": tp.partition, "active": tp in active,
                                "paused": tp in paused, "buffered": tp in buffered,
-                               "fetch_paused": (tp.topic, tp.partition) in aio_paused}
+                               "fetch_paused": (tp.topic, tp.partition) in aio_paused,
+                               "expected": continuity.expected.get((tp.topic, tp.partition))}
         if inner is not None:
             from aiokafka import TopicPartition
 

@@ -29,9 +29,8 @@ RESULTS: dict[tuple[str, str], dict[str, Any]] = {}
 #: fail most often, ~3-4 min), ``off``
 QUICK = {
     ("fault_free", "memory://"), ("fault_free", "rocksdb://"),
-    # kill9_late on memory:// is out of the quick set while it fails intermittently (5 users'
-    # state short in 1 of ~4 runs; the reliability issue is open for it): `make test-fault` runs it
-    ("kill9_late", "rocksdb://"),
+    ("kill9_late", "memory://"), ("kill9_late", "rocksdb://"),
+    ("two_workers_one_killed", "memory://"),
     ("bad_records", "rocksdb://"),
     ("misrouted", "memory://"),
 }

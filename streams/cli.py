@@ -102,6 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
     sk.add_argument("--load", type=float, default=0.5, help="share of the calibrated sustainable rate (default 0.5)")
     sk.add_argument("--rate", type=float, default=None, help="events/s instead of calibrating")
     sk.add_argument("--users", type=int, default=3000, help="simulated users (default 3000)")
+    sk.add_argument("--warmup", type=float, default=None,
+                    help="seconds of traffic before the measured --duration (default: none; the first sixth of the run is the warm-up)")
     return parser
 
 
@@ -170,7 +172,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from streams.settings import Settings
         from tools.soak import SoakConfig, run_soak
 
-        config = SoakConfig(duration_s=args.duration, load=args.load, rate=args.rate, users=args.users)
+        config = SoakConfig(duration_s=args.duration, load=args.load, rate=args.rate, users=args.users,
+                            warmup_s=args.warmup)
         report = asyncio.run(run_soak(config, Settings.from_env(), args.json_out))
         print({k: v for k, v in report.items() if k not in ("samples", "config")})
         return 0 if report["worker_exit"] in (0, None) else 1

@@ -21,7 +21,8 @@ Faust commits only after ``producer.flush()``, whose buffer part (``ProducerBuff
 changelog writes and every ``send_soon``) gives up as soon as one message takes more than 0.1 s
 to go out — on a loaded machine, or a slow broker, it returned with records still queued, the
 offsets were committed, and a kill then lost state changes whose input would never be read
-again. The flush now waits until the buffer is empty (logging every 10 s while it waits).
+again. The flush now waits until every message queued when it began is delivered (those are the
+ones the committed offsets cover), and a failed one stops the commit.
 
 The first fix: a workaround for faust-streaming#596.
 
@@ -194,31 +195,67 @@ def _install_seek_reset() -> None:
 
 
 async def _full_flush(self: Any) -> None:
+    """Wait until every message queued (or being sent) when the flush began was delivered.
+
+    Messages queued after it began belong to later offsets: waiting for an empty buffer instead
+    would starve commits under steady load. A message that failed to send stops the commit
+    (``ProducerSendError``: the worker restarts and reads the input again) instead of committing
+    past a lost changelog write.
+    """
     import asyncio
     import logging
-    import time
 
-    waited = time.monotonic()
-    while self.size:
-        if self.state != "running":
-            msg = "Cannot flush: Producer not Running"
-            raise RuntimeError(msg)
-        self.message_sent.clear()
+    from faust.exceptions import ProducerSendError
+
+    app = getattr(self, "app", None)
+    if app is not None and app.conf.producer_threaded:
+        await _faust_flush(self)
+        return
+    pending = list(getattr(self.pending, "_queue", ()))
+    sending = self.__dict__.get("_coursepulse_sending")
+    if sending is not None:
+        pending.insert(0, sending)
+    if pending and self.state != "running":
+        msg = "Cannot flush: Producer not Running"
+        raise RuntimeError(msg)
+    while True:
+        open_ = [fut for fut in pending if not fut.done()]
+        if not open_:
+            break
+        done, _ = await asyncio.wait(open_, timeout=10.0)
+        if not done:
+            logging.getLogger(__name__).warning(
+                "producer flush: %d of %d messages not delivered after 10 s; the commit waits", len(open_), len(pending))
+    failed = [fut for fut in pending if fut.cancelled() or fut.exception() is not None]
+    if failed:
+        msg = f"{len(failed)} of {len(pending)} messages flushed before a commit were not delivered"
+        raise ProducerSendError(msg)
+
+
+def _track_sending(original: Any) -> Any:
+    async def send_pending(self: Any, fut: Any) -> None:
+        self.__dict__["_coursepulse_sending"] = fut
         try:
-            await asyncio.wait_for(self.message_sent.wait(), timeout=1.0)
-        except TimeoutError:
-            if time.monotonic() - waited >= 10.0:
-                logging.getLogger(__name__).warning(
-                    "producer flush: %d messages still queued after 10 s; the commit waits", self.size)
-                waited = time.monotonic()
+            await original(self, fut)
+        finally:
+            self.__dict__["_coursepulse_sending"] = None
+
+    send_pending.coursepulse = True  # type: ignore[attr-defined]
+    return send_pending
+
+
+_faust_flush: Any = None
 
 
 def _install_full_flush() -> None:
+    global _faust_flush  # noqa: PLW0603 - the original, kept once
     from faust.transport.producer import ProducerBuffer
 
     if not getattr(ProducerBuffer.flush, "coursepulse", False):
+        _faust_flush = ProducerBuffer.flush
         _full_flush.coursepulse = True  # type: ignore[attr-defined]
         ProducerBuffer.flush = _full_flush  # type: ignore[method-assign]
+        ProducerBuffer._send_pending = _track_sending(ProducerBuffer._send_pending)  # noqa: SLF001
 
 
 def install() -> None:

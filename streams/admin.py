@@ -36,8 +36,19 @@ async def wait_for_broker(settings: Settings, timeout: float = 30.0) -> AIOKafka
             await asyncio.sleep(0.5)
 
 
+def _partitions(name: str, settings: Settings) -> int:
+    return (spec(name).partitions if name in ALL_TOPICS else None) or settings.partitions
+
+
+def _compacted(name: str) -> bool:
+    return name in ALL_TOPICS and spec(name).compacted
+
+
 async def create_topics(settings: Settings, names: tuple[str, ...] = ALL_TOPICS) -> list[str]:
-    """Create the project's topics (idempotent); return the full names that were created."""
+    """Create the project's topics (idempotent); return the full names that were created.
+
+    A name outside the registry (a tool's scratch topic, e.g. the benchmark's) is created with
+    the settings' partition count and no compaction."""
     admin = await wait_for_broker(settings)
     created: list[str] = []
     try:
@@ -45,9 +56,9 @@ async def create_topics(settings: Settings, names: tuple[str, ...] = ALL_TOPICS)
         new = [
             NewTopic(
                 settings.topic(name),
-                num_partitions=spec(name).partitions or settings.partitions,
+                num_partitions=_partitions(name, settings),
                 replication_factor=settings.replication,
-                topic_configs={"cleanup.policy": "compact"} if spec(name).compacted else {},
+                topic_configs={"cleanup.policy": "compact"} if _compacted(name) else {},
             )
             for name in names
             if settings.topic(name) not in existing

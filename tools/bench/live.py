@@ -93,7 +93,7 @@ class _Live(_LatencyParts):
             return None
         self.stats_fallbacks += 1
         return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-                   if line.startswith(("coursepulse_events_in{", "coursepulse_events_in ")))
+                   if line.startswith(("coursepulse_events_in_total{", "coursepulse_events_in_total ")))
 
     async def get_text(self, port: int, path: str) -> str | None:
         import aiohttp

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from models.churn import FEATURE_NAMES, churn_features
+from models.evaluation.baselines import alert_lift, recency_baseline
 from models.evaluation.metrics import average_precision, ndcg_at, roc_auc
 from models.profile import DAY_MS, UserState
 from models.recommend import OnlineRecommender, engagement_level
@@ -120,6 +121,7 @@ class _Results:
     per_user: dict[str, list[int]] = field(default_factory=lambda: defaultdict(lambda: [0, 0, 0]))
     recommended: set[str] = field(default_factory=set)
     snapshots: list[tuple[str, int, float]] = field(default_factory=list)  # (user, t, risk)
+    snapshot_recency: list[float] = field(default_factory=list)  # days since the last event, per snapshot
     alerts: list[tuple[str, int, float]] = field(default_factory=list)
     as_of: list[tuple[str, float]] = field(default_factory=list)
     throughput: list[tuple[float, int]] = field(default_factory=list)
@@ -249,6 +251,7 @@ class PrequentialEvaluator:
         elif risk is None:
             risk = self.churn.classifier.predict_proba(x)
         self.r.snapshots.append((user, t, risk))
+        self.r.snapshot_recency.append(max(0.0, (t - state.last_ts) / DAY_MS))
         self._queue_label(user, t, x)
 
     def _risk(self, user: str, state: UserState, t: int) -> float:
@@ -352,6 +355,7 @@ class PrequentialEvaluator:
             "alerts": len(self.r.alerts),
             "alert_precision": _round(self._alert_precision(horizon)),
             "alert_timing": self._alert_timing(horizon) if self.has_labels else None,
+            **self._baselines(horizon),
             "examples_learned": self.churn.classifier.n_learned,
             "learned_from": "label file (once in the past)" if self.learn_from_labels else "inactivity (own delayed labels)",
         }
@@ -384,6 +388,16 @@ class PrequentialEvaluator:
             "config": {"k": cfg.k, "horizon_days": cfg.horizon_days, "rec_interval_ms": cfg.rec_interval_ms,
                        "similarity": self.recommender.measure, "seed": cfg.seed},
         }
+
+    def _baselines(self, horizon: int) -> dict[str, Any]:
+        """Recency-only risk on the same snapshots, and the alerts' lift over the base rate."""
+        def label(user: str, t: int) -> bool | None:
+            return self._churned_within(user, t, horizon, self.clock)
+
+        lift = alert_lift(self.r.alerts, self.r.snapshots, label)
+        return {"baseline": recency_baseline(self.r.snapshots, self.r.snapshot_recency, label),
+                "alert_lift": lift.pop("alert_lift"), "alert_judging": lift,
+                "alerts_per_active_user": round(len(self.r.alerts) / len(self.states), 4) if self.states else None}
 
     def _alert_precision(self, horizon: int) -> float | None:
         users: dict[str, int] = {}

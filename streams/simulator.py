@@ -25,11 +25,13 @@ from schemas.events import SHARE_CHANNELS, Course, Purchase, Share, View
 __all__ = [
     "CATEGORIES",
     "PLAN_PRICES",
+    "PROFILES",
     "CourseTruth",
     "PlatformSimulator",
     "SimConfig",
     "SimTruth",
     "UserTruth",
+    "profile_config",
     "read_jsonl",
     "read_truth",
     "write_jsonl",
@@ -209,6 +211,17 @@ class SimConfig:
     churn_fraction: float = 0.3  # share of users who drift away and go silent during the period
     referrer_fraction: float = 0.1  # share of "natural referrers" who share a lot and whose invitees convert
     currency: str = "CNY"
+    # the platform's shape: the defaults are the paid-course platform; PROFILES holds others
+    popularity_sigma: float = 1.1  # spread (lognormal sigma) of the courses' latent popularity
+    interest_weight: float = 1.0  # share of discoveries that follow the user's interests (else what is popular)
+    spw_median: float = 2.2  # median sessions per week of a user
+    views_continue_p: float = 0.55  # after a lesson, chance the session goes on to the next
+    max_views: int = 8  # most lessons of one course viewed in a session
+    courses_per_session: int = 1  # most courses viewed in one session (binge sessions: more)
+    burst_p: float = 0.0  # after a session, chance the next one follows within the hour (bursts)
+    max_courses_per_user: int = 0  # courses a user ever enrols in (0: no limit; a MOOC: 1)
+    max_lessons: int = 30  # lessons of the longest course
+    free_courses: bool = False  # every course free: no paywall, no course purchases
 
     def __post_init__(self) -> None:
         _check_number("users", self.users, 1, 10_000_000, integer=True)
@@ -217,6 +230,15 @@ class SimConfig:
         _check_number("seed", self.seed, 0, 2**63 - 1, integer=True)
         _check_number("churn_fraction", self.churn_fraction, 0.0, 1.0)
         _check_number("referrer_fraction", self.referrer_fraction, 0.0, 1.0)
+        _check_number("popularity_sigma", self.popularity_sigma, 0.0, 5.0)
+        _check_number("interest_weight", self.interest_weight, 0.0, 1.0)
+        _check_number("spw_median", self.spw_median, 0.15, 25.0)
+        _check_number("views_continue_p", self.views_continue_p, 0.0, 0.99)
+        _check_number("max_views", self.max_views, 1, 200, integer=True)
+        _check_number("courses_per_session", self.courses_per_session, 1, 20, integer=True)
+        _check_number("burst_p", self.burst_p, 0.0, 0.95)
+        _check_number("max_courses_per_user", self.max_courses_per_user, 0, 10_000, integer=True)
+        _check_number("max_lessons", self.max_lessons, 5, 500, integer=True)
         if self.start_ms is not None:
             _check_number("start_ms", self.start_ms, 0, _MAX_TS - 1 - self.days_ms, integer=True)
         if not isinstance(self.currency, str) or not re.fullmatch(r"[A-Z]{3}", self.currency):
@@ -398,7 +420,7 @@ class _Run:
             alpha[i, chosen] = 2.0
         g = nrng.gamma(alpha)
         g = g / g.sum(axis=1, keepdims=True)
-        spw = np.clip(nrng.lognormal(math.log(2.2), 0.75, n), 0.15, 25.0)
+        spw = np.clip(nrng.lognormal(math.log(cfg.spw_median), 0.75, n), 0.15, 25.0)
         completion = nrng.beta(2.0, 2.5, n)
         price_sens = nrng.beta(2.0, 2.0, n)
         referrers = np.zeros(n, dtype=bool)
@@ -510,6 +532,10 @@ class _Run:
         rand = rng.random
         log_ = math.log
         t0 = max(after, u.break_until)
+        if self.cfg.burst_p and rng.random() < self.cfg.burst_p:  # the next session of a burst
+            t = t0 + int(rng.uniform(2, 45) * MINUTE_MS)
+            if t < self.end and (u.stop_at is None or t < u.stop_at):
+                return t
         t = t0
         end, start = self.end, self.start
         stop, drift = u.stop_at, u.drift_start
@@ -544,13 +570,17 @@ class _Run:
     def _pick_new(self, u: _User, t: int) -> _Course | None:
         rng = self.rng
         enrolled = u.enrolments
-        if self.recent and rng.random() < _RECENT_COURSE_P:
+        if self._capped(u):
+            return None
+        iw = self.cfg.interest_weight
+        follow = iw >= 1.0 or rng.random() < iw  # else the discovery follows global popularity
+        if self.recent and follow and rng.random() < _RECENT_COURSE_P:
             fresh = [c for c in self.recent[-20:] if c.published_at >= t - 21 * DAY_MS
                      and u.interests.get(c.cat, 0.0) >= 0.15 and c.course_id not in enrolled]
             if fresh:
                 return rng.choice(fresh)
         for attempt in range(8):
-            cat = rng.choices(u.cats, cum_weights=u.cum)[0] if attempt < 5 else None
+            cat = rng.choices(u.cats, cum_weights=u.cum)[0] if attempt < 5 and follow else None
             members, cum = self.pools[cat]
             if not members:
                 continue
@@ -558,6 +588,11 @@ class _Run:
             if c.published_at <= t and c.course_id not in enrolled:
                 return c
         return None
+
+    def _capped(self, u: _User) -> bool:
+        """The user enrolled in as many courses as the platform lets one user take."""
+        cap = self.cfg.max_courses_per_user
+        return bool(cap) and len(u.enrolments) >= cap
 
     def _pick_course(self, u: _User, t: int) -> tuple[_Course | None, bool]:
         """The course of this session, and whether it is newly discovered."""
@@ -675,7 +710,9 @@ class _Run:
                 cur += (5_000 + int(rng.random() * (30_000 - 5_000)))
             else:
                 u.plan = None
-        for _attempt in range(3):
+        cfg = self.cfg
+        courses_viewed = 0
+        for _attempt in range(max(3, cfg.courses_per_session)):
             if forced is not None:
                 c, e = forced
                 new = False
@@ -694,7 +731,7 @@ class _Run:
                     cur = self._maybe_share(u, c, cur, 0.03)
             viewed = 0
             n_views = 1
-            while rand() < 0.55 and n_views < 8:
+            while rand() < cfg.views_continue_p and n_views < cfg.max_views:
                 n_views += 1
             lessons = c.lessons
             abandoned = False
@@ -741,13 +778,15 @@ class _Run:
                 if c.course_id in u.active:
                     u.active.remove(c.course_id)
                     cur = self._maybe_share(u, c, cur, 0.15)
-            elif abandoned or rand() < (0.02 + 0.2 * (1.0 - u.completion) ** 2) * (0.5 if e.owned else 1.0):
+            elif not self._capped(u) and (abandoned or rand() < (0.02 + 0.2 * (1.0 - u.completion) ** 2) * (0.5 if e.owned else 1.0)):
                 if c.course_id in u.active:
                     u.active.remove(c.course_id)
             elif viewed:
                 cur = self._maybe_share(u, c, cur, 0.005)  # liked a lesson enough to pass it on
             if viewed:
-                break
+                courses_viewed += 1
+                if cfg.courses_per_session <= courses_viewed or rand() >= 0.6:
+                    break
         if u.drift_forced and u.drift_start is not None and (u.last_ts is None or u.last_ts < u.drift_start):
             cur = self._rewatch(u, cur)  # a drifting user's first session after the drift shows up
         if rand() < _BREAK_P and not u.drift_forced:
@@ -872,11 +911,15 @@ class PlatformSimulator:
             else:
                 published = max(0, self.start_ms - int(rng.uniform(1, 730) * DAY_MS) // 1000 * 1000)
                 published = min(published, max(0, self.start_ms - 1))
-            popularity = rng.lognormvariate(0.0, 1.1)
+            if cfg.free_courses:
+                price = 0.0
+            popularity = rng.lognormvariate(0.0, cfg.popularity_sigma)
             lessons = int(rng.triangular(5, 31, 12))
+            if cfg.max_lessons != 30:  # the same shape, stretched to the longest course
+                lessons = int(lessons * cfg.max_lessons / 30)
             lesson_median = rng.lognormvariate(math.log(540), 0.35)  # ~9 minutes
             lesson_secs = [round(min(5400.0, max(90.0, lesson_median * rng.lognormvariate(0.0, 0.3))), 1)
-                           for _ in range(min(30, lessons))]
+                           for _ in range(min(cfg.max_lessons, lessons))]
             free = 0 if price == 0 else rng.choices((0, 1, 2, 3), weights=(1, 3, 4, 2))[0]
             drafts.append((published, cat, title, price, tags, popularity, lesson_secs, free, is_new))
         drafts.sort(key=lambda d: d[0])
@@ -978,3 +1021,37 @@ def read_truth(out_dir: Path | str) -> SimTruth:
         courses[cid] = CourseTruth(**d)
     return SimTruth(users=users, courses=courses, start_ms=_ms(doc["start"]) or 0,
                     end_ms=_ms(doc["end"]) or 0, complete=doc.get("complete", True))
+
+
+# ---------------------------------------------------------------------------------------------
+# profiles: platform shapes the models were not tuned on
+
+#: name -> SimConfig fields of a platform shape (``users``, ``days``, ``seed``, ``start_ms`` are
+#: the caller's). ``default`` is the paid-course platform the defaults describe.
+PROFILES: dict[str, dict[str, Any]] = {
+    "default": {},
+    # a few dozen courses; most discoveries follow what everybody takes, not the user's interests
+    "small-popular": {"courses": 30, "popularity_sigma": 2.0, "interest_weight": 0.25},
+    # ~1,700 items; users come rarely but then binge: sessions in bursts, many lessons and
+    # several courses per session
+    "binge-large": {"courses": 1700, "spw_median": 0.7, "burst_p": 0.5, "views_continue_p": 0.8,
+                    "max_views": 15, "courses_per_session": 2},
+    # one free course per user, long courses followed daily, 80 % of users drop out
+    "mooc": {"courses": 40, "churn_fraction": 0.8, "spw_median": 6.0, "max_courses_per_user": 1,
+             "free_courses": True, "max_lessons": 60, "views_continue_p": 0.35, "max_views": 3},
+}
+
+
+def profile_config(name: str, **fields: Any) -> SimConfig:
+    """The :class:`SimConfig` of profile ``name``; ``fields`` that are not None override it.
+
+    >>> profile_config("small-popular", users=100).courses
+    30
+    >>> profile_config("mooc", courses=12).courses
+    12
+    """
+    if name not in PROFILES:
+        msg = f"profile must be one of {sorted(PROFILES)}, got {name!r}"
+        raise ValueError(msg)
+    merged = {**PROFILES[name], **{k: v for k, v in fields.items() if v is not None}}
+    return SimConfig(**merged)

@@ -54,8 +54,9 @@ def recency_baseline(snapshots: Sequence[tuple[str, int, float]], recency_days: 
             "pr_auc": _round(average_precision(y, s))}
 
 
-def alert_lift(alerts: Iterable[tuple[str, int, Any]], snapshots: Iterable[tuple[str, int, Any]],
-               label: LabelFn, days_active: int | None = None) -> dict[str, Any]:
+def alert_lift(alerts: Iterable[tuple[str, int, Any]], snapshots: Sequence[tuple[str, int, Any]],
+               label: LabelFn, days_active: int | None = None, recency_days: Sequence[float] | None = None,
+               silent_days: float = 1.0) -> dict[str, Any]:
     """Precision of the alerts (churned within H of each alert time) over the base rate.
 
     The base rate of an alert's day is the positive rate of the label among the distinct users
@@ -63,7 +64,10 @@ def alert_lift(alerts: Iterable[tuple[str, int, Any]], snapshots: Iterable[tuple
     the days by their alerts, so a policy that alerts on quiet days is compared with those days.
     Alerts whose label cannot be known (too close to the end of unlabelled data) are left out.
     ``days_active``: user-days with a snapshot over the whole replay (computed here when None),
-    the denominator of ``alerts_per_active_user_day``.
+    the denominator of ``alerts_per_active_user_day``. With ``recency_days`` (one per snapshot),
+    also the stricter ``alert_lift_vs_silent``: the same precision over the base rate among the
+    users of the alert day who had been silent at least ``silent_days`` (the users a silence
+    alone would have flagged), so an alert that only says "this user is quiet" scores 1.0.
 
     >>> snaps = [("a", 0, 0.9), ("b", 0, 0.1), ("c", 0, 0.5), ("d", 0, 0.2)]
     >>> r = alert_lift([("a", 0, 0.9)], snaps, lambda u, t: u in ("a", "b"))
@@ -71,14 +75,22 @@ def alert_lift(alerts: Iterable[tuple[str, int, Any]], snapshots: Iterable[tuple
     (1.0, 0.5, 2.0)
     """
     day_users: dict[int, dict[str, bool | None]] = defaultdict(dict)
-    for user, t, _ in snapshots:
+    day_silent: dict[int, dict[str, bool | None]] = defaultdict(dict)
+    for i, (user, t, _) in enumerate(snapshots):
         users = day_users[t // DAY_MS]
         if user not in users:
             users[user] = label(user, t)
+        if recency_days is not None and recency_days[i] >= silent_days:
+            silent = day_silent[t // DAY_MS]
+            if user not in silent:
+                silent[user] = label(user, t)
     n_days_active = sum(len(u) for u in day_users.values()) if days_active is None else days_active
     day_rate: dict[int, float | None] = {}
+    silent_rate: dict[int, float | None] = {}
     hits = judged = 0
     base_sum = 0.0
+    silent_hits = silent_judged = 0
+    silent_sum = 0.0
     n_alerts = 0
     for user, t, _ in alerts:
         n_alerts += 1
@@ -90,12 +102,25 @@ def alert_lift(alerts: Iterable[tuple[str, int, Any]], snapshots: Iterable[tuple
         rate = day_rate[day]
         if lab is None or rate is None:
             continue
+        if recency_days is not None:
+            if day not in silent_rate:
+                known = [v for v in day_silent.get(day, {}).values() if v is not None]
+                silent_rate[day] = sum(known) / len(known) if known else None
+            if silent_rate[day] is not None:
+                silent_judged += 1
+                silent_hits += lab
+                silent_sum += silent_rate[day]  # type: ignore[operator]
         judged += 1
         hits += lab
         base_sum += rate
     precision = hits / judged if judged else None
     base = base_sum / judged if judged else None
+    lift_silent = None
+    if silent_judged and silent_sum:
+        lift_silent = round((silent_hits / silent_judged) / (silent_sum / silent_judged), 3)
     return {
+        "alert_lift_vs_silent": lift_silent,
+        "silent_base_rate": _round(silent_sum / silent_judged) if silent_judged else None,
         "alerts_judged": judged,
         "alert_precision": _round(precision),
         "base_rate": _round(base),

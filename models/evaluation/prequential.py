@@ -394,7 +394,7 @@ class PrequentialEvaluator:
         def label(user: str, t: int) -> bool | None:
             return self._churned_within(user, t, horizon, self.clock)
 
-        lift = alert_lift(self.r.alerts, self.r.snapshots, label)
+        lift = alert_lift(self.r.alerts, self.r.snapshots, label, recency_days=self.r.snapshot_recency)
         return {"baseline": recency_baseline(self.r.snapshots, self.r.snapshot_recency, label),
                 "alert_lift": lift.pop("alert_lift"), "alert_judging": lift,
                 "alerts_per_active_user": round(len(self.r.alerts) / len(self.states), 4) if self.states else None}

@@ -70,3 +70,16 @@ def test_every_report_carries_the_baselines():
     # silence separates the two groups once the churners have stopped: recency ranks well
     assert churn["baseline"]["roc_auc"] > 0.6
     assert "alert_lift" in churn and churn["alerts_per_active_user"] is not None
+
+
+def test_an_alert_that_only_says_quiet_has_no_lift_over_the_silent():
+    # 10 users a day; 4 silent (recency >= 1 day), 2 of them churn; alerting every silent user
+    users = [f"u{i}" for i in range(10)]
+    recency = [3.0 if i < 4 else 0.0 for i in range(10)]
+    churned = {"u0", "u1"}
+    snaps = [(u, 0, 0.0) for u in users]
+    r = alert_lift([(u, 0, 0.9) for u in users[:4]], snaps, lambda u, t: u in churned, recency_days=recency)
+    assert r["alert_lift"] == pytest.approx(0.5 / 0.2)  # over everybody: looks good
+    assert r["alert_lift_vs_silent"] == pytest.approx(1.0)  # over the quiet users: nothing learned
+    r = alert_lift([("u0", 0, 0.9)], snaps, lambda u, t: u in churned, recency_days=recency)
+    assert r["alert_lift_vs_silent"] == pytest.approx(2.0)

@@ -106,7 +106,7 @@ class RetentionModels:
             if state is None:
                 self.scheduler.forget(user_id)
                 continue
-            x = churn_features(state, watermark, avg_ltv)
+            x = self.churn.features(state, watermark, avg_ltv)
             risk = self.churn.classifier.predict_proba(x)  # = self.churn.risk(state, watermark, avg_ltv)
             if scored is not None:
                 scored.append((user_id, watermark, risk))
@@ -142,7 +142,7 @@ class RetentionModels:
         x = churn_features(state, now, avg_ltv)
         cluster = self.clusters.predict(x)
         return {
-            "churn_risk": round(self.churn.classifier.predict_proba(x), 4),
+            "churn_risk": round(self.churn.risk(state, now, avg_ltv), 4),
             "repurchase_propensity": round(self.repurchase.classifier.predict_proba(x), 4),
             "cluster": cluster,
             "cluster_description": self.clusters.describe(cluster) if cluster >= 0 else "not enough data yet",

@@ -25,7 +25,6 @@ from typing import Any
 
 import numpy as np
 
-from models.churn import FEATURE_NAMES, churn_features
 from models.evaluation.baselines import alert_lift, recency_baseline
 from models.evaluation.metrics import average_precision, ndcg_at, roc_auc
 from models.profile import DAY_MS, UserState
@@ -245,7 +244,7 @@ class PrequentialEvaluator:
         when already computed (by the silence check), else computed here.
         """
         if x is None:
-            x = churn_features(state, t)
+            x = self.churn.features(state, t)
         if self.scorer:
             risk = self.scorer(user, state, t)
         elif risk is None:
@@ -262,14 +261,17 @@ class PrequentialEvaluator:
             c = self.labels._final().get(user)  # only its time is used here: when it may be learned
             horizon = int(self.config.horizon_days * DAY_MS)
             positive = c is not None and c <= t + horizon
-            known_at = max(t, c) if positive else t + horizon  # the label is in the past from then on
+            # both classes are learned H after the snapshot, when either is known: learning a
+            # churn as soon as it happens (a return only after H) fed the model recent positives
+            # and months-old negatives, and its risks drifted up with the label delay
+            known_at = t + horizon
             heapq.heappush(self._pending_labels, (known_at, int(positive), user, t, tuple(x.values())))
 
     def _learn_resolved(self, clock: int) -> None:
         pending = self._pending_labels
         while pending and pending[0][0] <= clock:
             _, y, _, _, values = heapq.heappop(pending)
-            self.churn.classifier.learn(dict(zip(FEATURE_NAMES, values, strict=True)), bool(y))
+            self.churn.classifier.learn(dict(zip(self.churn.feature_names, values, strict=True)), bool(y))
 
     def _advance(self, t: int) -> None:
         """Event time moves to ``t``: labels, expired snapshots, silent users, the as-of cut."""

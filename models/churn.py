@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import heapq
 import inspect
+from collections import deque
 import logging
 import math
 from collections.abc import Iterable, Mapping
@@ -278,6 +279,7 @@ class OnlineClassifier:
     """
 
     MODELS = ("logreg", "tree", "binned")
+    RESOLVED_WINDOW = 2000
 
     def __init__(
         self,
@@ -335,6 +337,9 @@ class OnlineClassifier:
         self._linear = self._scaler | self._logreg
         self._tree = tree.HoeffdingAdaptiveTreeClassifier(seed=seed) if model == "tree" else None
         self._adwin = drift.ADWIN(delta=drift_delta)
+        #: the last ``RESOLVED_WINDOW`` (probability predicted before learning, label) pairs:
+        #: what an alert threshold is calibrated on (with a prior: of examples silent >= 1 day)
+        self.resolved: deque[tuple[float, bool]] = deque(maxlen=self.RESOLVED_WINDOW)
         self.n_learned = 0
         self.drift_count = 0
         self.last_drift_at: int | None = None
@@ -347,6 +352,7 @@ class OnlineClassifier:
         state.setdefault("prior_examples", 0)
         state.setdefault("prior_feature", "recency_days")
         state.setdefault("prior_scale", 14.0)
+        state.setdefault("resolved", deque(maxlen=self.RESOLVED_WINDOW))
         self.__dict__.update(state)
 
     def predict_proba(self, x: Mapping[str, float]) -> float:
@@ -377,6 +383,14 @@ class OnlineClassifier:
         """
         p = self.predict_learned(x)
         y = bool(y)
+        n0 = self.prior_examples
+        if n0:  # with a silence prior, the silent examples only: those an alert is chosen among
+            silence = max(0.0, float(x.get(self.prior_feature, 0.0)))
+            if silence >= 1.0:
+                prior = 1.0 - math.exp(-silence / self.prior_scale)
+                self.resolved.append(((self.n_learned * p + n0 * prior) / (self.n_learned + n0), y))
+        else:
+            self.resolved.append((p, y))
         self._adwin.update(abs(float(y) - p))
         if self._adwin.drift_detected:
             self.drift_count += 1

@@ -363,8 +363,9 @@ class AlertBudget:
         return best if best is not None else pairs[self.min_support - 1][0]
 
     def threshold(self, static: float) -> float:
-        """The threshold in force: the calibrated one once there is one, else ``static``."""
-        return static if self.calibrated is None else self.calibrated
+        """The threshold in force: ``static``, raised to the calibrated one when that is higher
+        (a calibrated threshold below it let through alerts at the base rate on OULAD)."""
+        return static if self.calibrated is None else max(static, self.calibrated)
 
     def take(self, candidates: list[tuple[str, float]], now: int, active_users: int) -> list[str]:
         """The users of ``candidates`` (user, risk) to alert at ``now``, riskiest first."""

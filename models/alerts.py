@@ -372,7 +372,8 @@ class AlertBudget:
         day = now // DAY_MS
         budget = max(1, int(self.share * active_users))
         if day != self._day:
-            if self._risks:
+            self._cut = 0.0  # no candidates yesterday: no cut today
+            if self._risks and day == self._day + 1:
                 top = sorted(self._risks, reverse=True)
                 self._cut = top[budget - 1] if len(top) >= budget else 0.0
             self._day, self._spent, self._risks = day, 0, []

@@ -50,7 +50,7 @@ operator-screenshot: $(STAMP) ## redraw docs/operator-page.png (a live worker in
 clean: ## remove the venv and caches
 	rm -rf $(VENV) var .pytest_cache .hypothesis .mypy_cache .ruff_cache
 
-reports: $(STAMP) ## regenerate docs/eval (OULAD and simulator evaluation reports; ~10 min)
+reports: $(STAMP) ## regenerate docs/eval (OULAD, simulator and its profiles; ~40 min)
 	$(BIN)/coursepulse datasets oulad ../shared/data/oulad --out out/oulad
 	$(BIN)/coursepulse eval out/oulad/events.jsonl --labels out/oulad/labels.csv --as-of 2014-01-01T00:00:00Z \
 		--rec-interval-s 86400 --report docs/eval/oulad --title "CoursePulse on OULAD (real data, CC-BY 4.0)"
@@ -58,3 +58,9 @@ reports: $(STAMP) ## regenerate docs/eval (OULAD and simulator evaluation report
 		--out out/sim/events.jsonl --truth-dir out/sim/truth
 	$(BIN)/coursepulse eval out/sim/events.jsonl --labels out/sim/truth/labels.csv --as-of 2025-03-15T00:00:00Z \
 		--report docs/eval/simulator --title "CoursePulse on the simulator (3000 users, 120 days, seed 7)"
+	for p in small-popular binge-large mooc; do \
+		$(BIN)/coursepulse simulate --profile $$p --users 3000 --days 90 --seed 7 --start 2025-01-01 \
+			--out out/$$p/events.jsonl --truth-dir out/$$p/truth && \
+		$(BIN)/coursepulse eval out/$$p/events.jsonl --labels out/$$p/truth/labels.csv --report docs/eval/$$p \
+			--title "CoursePulse on the simulator, profile $$p (3000 users, 90 days, seed 7)" || exit 1; \
+	done

@@ -25,7 +25,7 @@ from typing import Any
 from models.churn import clone
 from models.profile import DAY_MS
 
-__all__ = ["AlertPolicy", "SilenceScheduler"]
+__all__ = ["AlertBudget", "AlertPolicy", "PlatformActivity", "SilenceScheduler"]
 
 logger = logging.getLogger(__name__)
 
@@ -192,15 +192,24 @@ class AlertPolicy:
     def _cooling(self, entry: list[Any], now: int) -> bool:
         return now - entry[1] < self.cooldown_days * DAY_MS
 
-    def decide(self, user_id: str, risk: float, now: int) -> bool:
-        """True when an alert must be sent for this risk at event time ``now`` (see class doc)."""
+    def can_alert(self, user_id: str, now: int) -> bool:
+        """No episode open and no cool-down running for the user at ``now``."""
+        entry = self._users.get(user_id)
+        return entry is None or (not entry[0] and not self._cooling(entry, now))
+
+    def decide(self, user_id: str, risk: float, now: int, threshold: float | None = None,
+               release: float | None = None) -> bool:
+        """True when an alert must be sent for this risk at event time ``now`` (see class doc);
+        ``threshold`` / ``release``: the ones in force now, when not the constructor's."""
+        threshold = self.threshold if threshold is None else threshold
+        release = self.release if release is None else release
         entry = self._users.get(user_id)
         if entry is not None and entry[0]:
-            if risk < self.release:
+            if risk < release:
                 entry[0] = False
-                logger.debug("episode of %s closed: risk %.3f < %.3f", user_id, risk, self.release)
+                logger.debug("episode of %s closed: risk %.3f < %.3f", user_id, risk, release)
             return False
-        if risk < self.threshold or (entry is not None and self._cooling(entry, now)):
+        if risk < threshold or (entry is not None and self._cooling(entry, now)):
             return False
         self._users[user_id] = [True, now]
         return True
@@ -277,3 +286,162 @@ class AlertPolicy:
         if category:
             return f"check in: new courses in {category}"
         return "check in: popular courses this week"
+
+
+class AlertBudget:
+    """Which at-risk users get an alert today: a threshold calibrated on resolved labels and a
+    daily budget, highest risk first.
+
+    - **Calibrated threshold**: from the model's own resolved ``(risk, label)`` pairs
+      (:meth:`recalibrate`, e.g. ``OnlineClassifier.resolved``), the lowest risk above which the labels' precision reaches ``min_lift`` times
+      their base rate (at least ``min_support`` pairs above it; a target above 1 is capped half
+      way between the base rate and 1). Until ``min_support`` pairs resolved, the static
+      threshold the caller passes stays.
+    - **Budget**: at most ``share`` of the active users (at least one) are alerted per event-time
+      day, the riskiest first. Checks come through the day a few users at a time, so "riskiest"
+      is judged against the previous day's candidates: a candidate is taken when its risk is
+      among the budget's worth of highest risks of yesterday (and room is left today).
+
+    >>> b = AlertBudget(share=0.5)
+    >>> b.take([("a", 0.9), ("b", 0.7), ("c", 0.8)], now=0, active_users=4)  # no yesterday yet
+    ['a', 'c']
+    >>> b.take([("d", 0.95)], now=1, active_users=4)  # the same day: the budget is spent
+    []
+    >>> b.take([("e", 0.85), ("f", 0.75)], now=86_400_000, active_users=4)  # yesterday's cut: 0.9
+    []
+    """
+
+    def __init__(self, share: float = 0.02, min_lift: float = 1.5, min_support: int = 50) -> None:
+        if not (isinstance(share, int | float) and 0 < share <= 1):
+            msg = f"share must be in (0, 1], got {share!r}"
+            raise ValueError(msg)
+        if not (isinstance(min_lift, int | float) and min_lift >= 1):
+            msg = f"min_lift must be a number >= 1, got {min_lift!r}"
+            raise ValueError(msg)
+        if not (isinstance(min_support, int) and min_support >= 1):
+            msg = f"min_support must be an int >= 1, got {min_support!r}"
+            raise ValueError(msg)
+        self.share = share
+        self.min_lift = min_lift
+        self.min_support = min_support
+        #: the calibrated threshold, None until enough labels resolved
+        self.calibrated: float | None = None
+        self._day = -1
+        self._spent = 0
+        #: candidates' risks today, and the lowest risk that made yesterday's budget
+        self._risks: list[float] = []
+        self._cut = 0.0
+
+    def clone(self) -> AlertBudget:
+        return clone(self)
+
+    def recalibrate(self, resolved: Sequence[tuple[float, bool]]) -> float | None:
+        """Calibrate the threshold on resolved ``(risk, label)`` pairs; returns it (None: too few).
+
+        >>> b = AlertBudget(min_support=2)
+        >>> b.recalibrate([(0.9, True), (0.8, True), (0.7, False), (0.6, True), (0.2, False), (0.1, False)])
+        0.6
+        """
+        self.calibrated = self._calibrate(resolved)
+        return self.calibrated
+
+    def _calibrate(self, resolved: Sequence[tuple[float, bool]]) -> float | None:
+        pairs = sorted(((float(r), bool(y)) for r, y in resolved), reverse=True)
+        n = len(pairs)
+        if n < self.min_support:
+            return None
+        base = sum(y for _, y in pairs) / n
+        if base <= 0:
+            return None
+        target = min(self.min_lift * base, base + (1.0 - base) / 2)
+        hits = 0
+        best = None
+        for i, (risk, y) in enumerate(pairs, 1):
+            hits += y
+            if i >= self.min_support and hits / i >= target and (i == n or pairs[i][0] < risk):
+                best = risk  # precision above this risk still reaches the target
+        return best if best is not None else pairs[self.min_support - 1][0]
+
+    def threshold(self, static: float) -> float:
+        """The threshold in force: ``static``, raised to the calibrated one when that is higher
+        (a calibrated threshold below it let through alerts at the base rate on OULAD)."""
+        return static if self.calibrated is None else max(static, self.calibrated)
+
+    def take(self, candidates: list[tuple[str, float]], now: int, active_users: int) -> list[str]:
+        """The users of ``candidates`` (user, risk) to alert at ``now``, riskiest first."""
+        day = now // DAY_MS
+        budget = max(1, int(self.share * active_users))
+        if day != self._day:
+            self._cut = 0.0  # no candidates yesterday: no cut today
+            if self._risks and day == self._day + 1:
+                top = sorted(self._risks, reverse=True)
+                self._cut = top[budget - 1] if len(top) >= budget else 0.0
+            self._day, self._spent, self._risks = day, 0, []
+        self._risks.extend(r for _, r in candidates)
+        room = budget - self._spent
+        if room <= 0 or not candidates:
+            return []
+        ranked = sorted((c for c in candidates if c[1] >= self._cut), key=lambda c: (-c[1], c[0]))
+        chosen = [u for u, _ in ranked[:room]]
+        self._spent += len(chosen)
+        return chosen
+
+
+class PlatformActivity:
+    """Distinct active users per event-time day, to tell a user's silence from the platform's.
+
+    A silence is the platform's own quiet when the days it spans (whole days after the user's
+    last active day, up to yesterday) had fewer than ``quiet_ratio`` of the typical daily
+    actives (the median over the ``baseline_days`` before the user's last active day):
+    weekends on a weekday platform, term ends, the end of a file replayed. Days older than
+    ``keep_days`` are dropped.
+
+    >>> p = PlatformActivity()
+    >>> for day in range(30):
+    ...     for u in range(10 if day < 25 else 1):
+    ...         p.active(f"u{u}", day * DAY_MS)
+    >>> p.is_quiet(last_ts=24 * DAY_MS, now=29 * DAY_MS), p.is_quiet(last_ts=20 * DAY_MS, now=24 * DAY_MS)
+    (True, False)
+    """
+
+    def __init__(self, quiet_ratio: float = 0.5, baseline_days: int = 28, keep_days: int = 120) -> None:
+        if not (isinstance(quiet_ratio, int | float) and 0 < quiet_ratio < 1):
+            msg = f"quiet_ratio must be in (0, 1), got {quiet_ratio!r}"
+            raise ValueError(msg)
+        if not (isinstance(baseline_days, int) and 1 <= baseline_days < keep_days):
+            msg = f"baseline_days must be an int in [1, keep_days), got {baseline_days!r}"
+            raise ValueError(msg)
+        self.quiet_ratio = quiet_ratio
+        self.baseline_days = baseline_days
+        self.keep_days = keep_days
+        self._counts: dict[int, int] = {}
+        self._last_day: dict[str, int] = {}
+
+    def clone(self) -> PlatformActivity:
+        return clone(self)
+
+    def active(self, user_id: str, ts: int) -> None:
+        """The user did something at ``ts`` (counted once per user-day)."""
+        day = ts // DAY_MS
+        if self._last_day.get(user_id) == day:
+            return
+        self._last_day[user_id] = day
+        if day not in self._counts:
+            self._counts[day] = 0
+            old = [d for d in self._counts if d < day - self.keep_days]
+            for d in old:
+                del self._counts[d]
+        self._counts[day] += 1
+
+    def forget(self, user_id: str) -> None:
+        self._last_day.pop(user_id, None)
+
+    def is_quiet(self, last_ts: int, now: int) -> bool:
+        """Is the silence from ``last_ts`` to ``now`` the platform's own quiet?"""
+        last, today = last_ts // DAY_MS, now // DAY_MS
+        silent = [self._counts.get(d, 0) for d in range(last + 1, today)]
+        if not silent:
+            return False
+        before = sorted(self._counts.get(d, 0) for d in range(last - self.baseline_days + 1, last + 1))
+        typical = before[len(before) // 2]
+        return typical > 0 and sum(silent) / len(silent) < self.quiet_ratio * typical

@@ -22,14 +22,18 @@ import heapq
 import inspect
 import logging
 import math
+from collections import deque
 from collections.abc import Iterable, Mapping
 from typing import Any, TypeVar
 
 from river import compose, drift, linear_model, metrics, optim, preprocessing, tree
 
+from models.activity import ACTIVITY_FEATURES, activity_feature_rows
 from models.profile import DAY_MS, LONG_HL_DAYS, SHORT_HL_DAYS, UserState
 
 __all__ = [
+    "CHURN_FEATURES",
+    "CHURN_FEATURE_NAMES",
     "FEATURES",
     "FEATURE_NAMES",
     "DEFAULT_AGES_DAYS",
@@ -74,6 +78,70 @@ FEATURES: dict[str, str] = {
     "loyalty_log": "log1p of the profile's loyalty (purchases x spend x hours / average LTV)",
 }
 FEATURE_NAMES: tuple[str, ...] = tuple(FEATURES)
+#: what the churn model sees: :data:`FEATURES` and the activity-log features of dropout studies
+CHURN_FEATURES: dict[str, str] = {**FEATURES, **ACTIVITY_FEATURES}
+CHURN_FEATURE_NAMES: tuple[str, ...] = tuple(CHURN_FEATURES)
+
+#: ``model="binned"``: bin edges per feature; each value also turns on one indicator of its bin,
+#: so the logistic model learns any shape of a feature's effect, not only a slope
+_L = math.log1p
+BINS: dict[str, tuple[float, ...]] = {
+    "recency_days": (0.25, 1.0, 2.0, 3.0, 5.0, 7.0, 10.0, 14.0, 21.0, 30.0, 60.0),
+    "active_days_7": (0.5, 1.5, 2.5, 3.5, 5.5),
+    "active_days_28": (0.5, 1.5, 3.5, 6.5, 10.5, 15.5, 21.5),
+    "active_trend": (-0.6, -0.2, 0.2, 0.6),
+    "tenure_log": tuple(_L(d) for d in (1, 3, 7, 14, 30, 60, 120, 365)),
+    "events_log": tuple(_L(n) for n in (1, 3, 10, 30, 100, 300, 1000)),
+    "gap_max_days": (1.5, 2.5, 4.0, 7.0, 14.0, 30.0),
+    "silence_over_gap": tuple(_L(r) for r in (0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 5.0)),
+    "missed_expected": (0.25, 0.75, 1.5, 3.0, 5.0, 8.0),
+    "progress_recent": (0.1, 0.3, 0.5, 0.7, 0.9),
+    "weekday_regularity": (0.1, 0.25, 0.5),
+}
+#: pairs whose joint bin is an indicator too: interactions a sum of single effects cannot express
+#: (a week's silence means little from a weekly visitor and much from a daily one)
+CROSSES: tuple[tuple[str, str], ...] = (
+    ("recency_days", "active_days_28"),
+    ("recency_days", "gap_max_days"),
+    ("recency_days", "tenure_log"),
+    ("silence_over_gap", "events_log"),
+)
+
+
+def _bin(edges: tuple[float, ...], v: float) -> int:
+    lo, hi = 0, len(edges)
+    while lo < hi:  # bisect_right, inlined
+        mid = (lo + hi) // 2
+        if v < edges[mid]:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
+
+
+def bin_indicators(x: Mapping[str, float]) -> dict[str, float]:
+    """The bin (``name#i``) and joint-bin (``a*b#i,j``) indicators of ``x`` (see :data:`BINS`).
+
+    >>> bin_indicators({"recency_days": 4.0, "active_days_28": 0.0})
+    {'recency_days#4': 1.0, 'active_days_28#0': 1.0, 'recency_days*active_days_28#4,0': 1.0}
+    """
+    out: dict[str, float] = {}
+    bins: dict[str, int] = {}
+    for name, edges in BINS.items():
+        v = x.get(name)
+        if v is not None:
+            b = bins[name] = _bin(edges, v)
+            out[f"{name}#{b}"] = 1.0
+    for a, b in CROSSES:
+        if a in bins and b in bins:
+            out[f"{a}*{b}#{bins[a]},{bins[b]}"] = 1.0
+    return out
+
+
+def _origin(key: str) -> list[str]:
+    """The feature(s) an expanded key comes from."""
+    name = key.split("#", 1)[0]
+    return name.split("*")
 
 T = TypeVar("T")
 
@@ -197,6 +265,11 @@ class OnlineClassifier:
     """Binary online classifier with drift monitoring, for churn and repurchase alike.
 
     ``model="logreg"``: ``StandardScaler() | LogisticRegression(SGD(lr), l2)``.
+    ``model="binned"``: the same logistic model over the standardised features plus one
+    indicator per feature bin and per joint bin of :data:`CROSSES` (:func:`bin_indicators`,
+    not scaled): a shape per feature and the interactions of silence with the user's own pace,
+    at a linear model's cost; contributions still add up exactly (a bin's weight counts for its
+    feature, a joint bin's half for each).
     ``model="tree"``: a ``HoeffdingAdaptiveTreeClassifier`` predicts; the logistic pipeline is
     trained alongside and serves :meth:`contributions` (an approximation: the tree's own output is
     not additive, so there the contributions do not sum to the tree's logit).
@@ -205,7 +278,8 @@ class OnlineClassifier:
     not reset on drift: SGD keeps adapting; the count is a monitoring signal.
     """
 
-    MODELS = ("logreg", "tree")
+    MODELS = ("logreg", "tree", "binned")
+    RESOLVED_WINDOW = 2000
 
     def __init__(
         self,
@@ -215,6 +289,9 @@ class OnlineClassifier:
         seed: int = 0,
         drift_delta: float = 0.002,
         intercept_init: float = 0.0,
+        prior_examples: int = 0,
+        prior_feature: str = "recency_days",
+        prior_scale: float = 14.0,
     ) -> None:
         if not (isinstance(intercept_init, int | float) and math.isfinite(intercept_init)):
             msg = f"intercept_init must be a finite number, got {intercept_init!r}"
@@ -234,6 +311,12 @@ class OnlineClassifier:
         if not 0 < drift_delta < 1:
             msg = f"drift_delta must be in (0, 1), got {drift_delta!r}"
             raise ValueError(msg)
+        if not (isinstance(prior_examples, int) and prior_examples >= 0):
+            msg = f"prior_examples must be an int >= 0, got {prior_examples!r}"
+            raise ValueError(msg)
+        if not (isinstance(prior_scale, int | float) and prior_scale > 0 and math.isfinite(prior_scale)):
+            msg = f"prior_scale must be a finite number > 0, got {prior_scale!r}"
+            raise ValueError(msg)
         self.l2 = l2
         self.lr = lr
         self.model = model
@@ -241,6 +324,12 @@ class OnlineClassifier:
         self.drift_delta = drift_delta
         #: starting log-odds (e.g. of a rare outcome's prior): River's ``intercept_init``
         self.intercept_init = intercept_init
+        #: a young model's probability is blended with ``1 - exp(-x[prior_feature] / prior_scale)``
+        #: (e.g. silence over the horizon) as if from this many examples: it ranks by the prior
+        #: before it has learned anything and by what it learned once it has learned plenty
+        self.prior_examples = prior_examples
+        self.prior_feature = prior_feature
+        self.prior_scale = prior_scale
         self._scaler = preprocessing.StandardScaler()
         self._logreg = linear_model.LogisticRegression(
             optimizer=optim.SGD(lr), l2=l2, intercept_lr=lr, intercept_init=intercept_init
@@ -248,6 +337,9 @@ class OnlineClassifier:
         self._linear = self._scaler | self._logreg
         self._tree = tree.HoeffdingAdaptiveTreeClassifier(seed=seed) if model == "tree" else None
         self._adwin = drift.ADWIN(delta=drift_delta)
+        #: the last ``RESOLVED_WINDOW`` (probability predicted before learning, label) pairs:
+        #: what an alert threshold is calibrated on (with a prior: of examples silent >= 1 day)
+        self.resolved: deque[tuple[float, bool]] = deque(maxlen=self.RESOLVED_WINDOW)
         self.n_learned = 0
         self.drift_count = 0
         self.last_drift_at: int | None = None
@@ -255,11 +347,30 @@ class OnlineClassifier:
     def clone(self) -> OnlineClassifier:
         return clone(self)
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # checkpoints written before the prior existed load as classifiers without one
+        state.setdefault("prior_examples", 0)
+        state.setdefault("prior_feature", "recency_days")
+        state.setdefault("prior_scale", 14.0)
+        state.setdefault("resolved", deque(maxlen=self.RESOLVED_WINDOW))
+        self.__dict__.update(state)
+
     def predict_proba(self, x: Mapping[str, float]) -> float:
-        """Probability of the positive class; 0.5 before anything was learned."""
+        """Probability of the positive class; 0.5 before anything was learned (without a prior)."""
+        n0 = self.prior_examples
+        if n0:
+            prior = 1.0 - math.exp(-max(0.0, float(x.get(self.prior_feature, 0.0))) / self.prior_scale)
+            n = self.n_learned
+            return (n * self.predict_learned(x) + n0 * prior) / (n + n0)
+        return self.predict_learned(x)
+
+    def predict_learned(self, x: Mapping[str, float]) -> float:
+        """The learned model's probability alone (without the prior): what ``contributions`` explain."""
         if self._tree is not None:
             proba = self._tree.predict_proba_one(dict(x))
             return float(proba.get(True, 0.0)) if proba else 0.5
+        if self.model == "binned":
+            return float(self._logreg.predict_proba_one(self._binned(x))[True])
         if compose.Pipeline._LEARN_UNSUPERVISED_DURING_PREDICT:
             return float(self._linear.predict_proba_one(dict(x))[True])
         # the pipeline's own inference path, without its dispatch: scale, then the logistic model
@@ -270,8 +381,16 @@ class OnlineClassifier:
 
         Returns the probability predicted before learning. ``x`` is not modified.
         """
-        p = self.predict_proba(x)
+        p = self.predict_learned(x)
         y = bool(y)
+        n0 = self.prior_examples
+        if n0:  # with a silence prior, the silent examples only: those an alert is chosen among
+            silence = max(0.0, float(x.get(self.prior_feature, 0.0)))
+            if silence >= 1.0:
+                prior = 1.0 - math.exp(-silence / self.prior_scale)
+                self.resolved.append(((self.n_learned * p + n0 * prior) / (self.n_learned + n0), y))
+        else:
+            self.resolved.append((p, y))
         self._adwin.update(abs(float(y) - p))
         if self._adwin.drift_detected:
             self.drift_count += 1
@@ -281,7 +400,10 @@ class OnlineClassifier:
                 "drift in the error stream after %d examples (event time %s): error now %.3f",
                 self.n_learned, t, self._adwin.estimation,
             )
-        if compose.Pipeline._LEARN_UNSUPERVISED_DURING_PREDICT:
+        if self.model == "binned":
+            self._scaler.learn_one(x)
+            self._logreg.learn_one(self._binned(x), y)
+        elif compose.Pipeline._LEARN_UNSUPERVISED_DURING_PREDICT:
             self._linear.learn_one(dict(x), y)
         else:  # what the pipeline's learn_one does: the scaler learns x, the model its scaling
             scaler = self._scaler
@@ -291,6 +413,11 @@ class OnlineClassifier:
             self._tree.learn_one(dict(x), y)
         self.n_learned += 1
         return p
+
+    def _binned(self, x: Mapping[str, float]) -> dict[str, float]:
+        z = self._scaler.transform_one(dict(x))
+        z.update(bin_indicators(x))
+        return z
 
     @property
     def error(self) -> float:
@@ -308,8 +435,18 @@ class OnlineClassifier:
         A contribution is weight x standardised value, in log-odds, of the logistic model:
         ``intercept + sum(contributions) == logit(predict_proba(x))`` for ``model="logreg"``.
         """
-        z = self._scaler.transform_one(dict(x))
         w = self._logreg.weights
+        if self.model == "binned":
+            contrib = dict.fromkeys(x, 0.0)
+            for k, v in self._binned(x).items():
+                parts = _origin(k)
+                for name in parts:
+                    if name in contrib:
+                        contrib[name] += float(w.get(k, 0.0) * v) / len(parts)
+            out = [(k, float(v), contrib[k]) for k, v in x.items()]
+            out.sort(key=lambda item: -abs(item[2]))
+            return out
+        z = self._scaler.transform_one(dict(x))
         out = [(k, float(v), float(w.get(k, 0.0) * z.get(k, 0.0))) for k, v in x.items()]
         out.sort(key=lambda item: -abs(item[2]))
         return out
@@ -446,6 +583,12 @@ class _DelayedOutcomeModel:
     """
 
     _LABEL_ON_EXPIRY = True
+    #: learn a label resolved early (a return) only at ``t0 + horizon``, when the other class
+    #: (a silence through the horizon) is known too: without it the model learns returns at
+    #: once and churns H days late, and its risks drift with the label delay
+    _HOLD_LABELS = False
+    #: examples' worth of the recency prior a young classifier is blended with (0: none)
+    _PRIOR_EXAMPLES = 0
 
     def _setup(self, horizon_days: float, min_interval_days: float, l2: float, lr: float,
                model: str, seed: int) -> None:
@@ -460,7 +603,12 @@ class _DelayedOutcomeModel:
         if not (isinstance(min_interval_days, int | float) and 0 <= min_interval_days < horizon_days):
             msg = f"min_interval_days must be in [0, horizon_days), got {min_interval_days!r}"
             raise ValueError(msg)
-        self.classifier = OnlineClassifier(l2=l2, lr=lr, model=model, seed=seed)
+        self.classifier = OnlineClassifier(l2=l2, lr=lr, model=model, seed=seed,
+                                           prior_examples=self._PRIOR_EXAMPLES, prior_scale=horizon_days)
+        #: labels resolved before ``t0 + horizon`` wait here until then (``_HOLD_LABELS``):
+        #: (due, seq, payload, label, resolved at)
+        self._held: list[tuple[int, int, Any, bool, int | None]] = []
+        self._held_seq = 0
         self.labels = DelayedLabels(
             horizon_ms=int(horizon_days * DAY_MS),
             min_interval_ms=int(min_interval_days * DAY_MS),
@@ -474,6 +622,16 @@ class _DelayedOutcomeModel:
     def _ages(self) -> tuple[float, ...]:
         return (0.0,)
 
+    #: the names of :meth:`features`, in order (snapshots keep the values as a tuple)
+    feature_names: tuple[str, ...] = FEATURE_NAMES
+
+    def _feature_rows(self, state: UserState, times: Iterable[int], avg_ltv: float) -> list[dict[str, float]]:
+        return churn_feature_rows(state, times, avg_ltv)
+
+    def features(self, state: UserState, now: int, avg_ltv: float = 0.0) -> dict[str, float]:
+        """What the classifier is given for the user at event time ``now``."""
+        return self._feature_rows(state, (now,), avg_ltv)[0]
+
     @property
     def n_learned(self) -> int:
         """Examples learned so far."""
@@ -481,13 +639,13 @@ class _DelayedOutcomeModel:
 
     def predict_proba(self, state: UserState, now: int, avg_ltv: float = 0.0) -> float:
         """Probability of the positive label for a query at event time ``now``."""
-        return self.classifier.predict_proba(churn_features(state, now, avg_ltv))
+        return self.classifier.predict_proba(self.features(state, now, avg_ltv))
 
     def explain(
         self, state: UserState, now: int, top: int = 3, avg_ltv: float = 0.0
     ) -> list[dict[str, Any]]:
         """The ``top`` factors ``{name, value, contribution}`` (log-odds), largest first."""
-        x = churn_features(state, now, avg_ltv)
+        x = self.features(state, now, avg_ltv)
         return [
             {"name": k, "value": v, "contribution": c}
             for k, v, c in self.classifier.contributions(x)[:top]
@@ -508,10 +666,15 @@ class _DelayedOutcomeModel:
         for payload, label in self.labels.on_activity(
             state.user_id, event_ts, self._outcome(is_purchase)
         ):
-            learned += self._learn(payload, label, event_ts)
+            due = payload[0] + self.labels.horizon_ms
+            if self._HOLD_LABELS and event_ts < due:
+                self._held_seq += 1
+                heapq.heappush(self._held, (due, self._held_seq, payload, label, event_ts))
+            else:
+                learned += self._learn(payload, label, event_ts)
         if state.user_id not in self.labels:
             t0 = max(event_ts, state.last_ts)
-            rows = churn_feature_rows(state, [t0 + int(age * DAY_MS) for age in self._ages()], avg_ltv)
+            rows = self._feature_rows(state, [t0 + int(age * DAY_MS) for age in self._ages()], avg_ltv)
             predict = self.classifier.predict_proba
             feats = tuple(tuple(x.values()) for x in rows)  # in FEATURE_NAMES order
             preds = tuple(predict(x) for x in rows)
@@ -521,6 +684,10 @@ class _DelayedOutcomeModel:
     def advance(self, watermark: int) -> int:
         """Learn the labels of the snapshots that expired by ``watermark``; returns examples."""
         learned = 0
+        held = self._held
+        while held and held[0][0] <= watermark:
+            _, _, payload, label, at = heapq.heappop(held)
+            learned += self._learn(payload, label, at)
         for payload, label, _ in self.labels.advance(watermark):
             learned += self._learn(payload, label, None)
         return learned
@@ -538,7 +705,7 @@ class _DelayedOutcomeModel:
             if age > 0 and at >= end:
                 break  # the user was no longer silent at this age: never asked then
             self.metric.update(label, pred)
-            self.classifier.learn(dict(zip(FEATURE_NAMES, row, strict=True)), label, t=end)
+            self.classifier.learn(dict(zip(self.feature_names, row, strict=True)), label, t=end)
             n += 1
         return n
 
@@ -566,6 +733,8 @@ class ChurnModel(_DelayedOutcomeModel):
     """
 
     _LABEL_ON_EXPIRY = True
+    _HOLD_LABELS = True
+    _PRIOR_EXAMPLES = 30_000
 
     def __init__(
         self,
@@ -574,7 +743,7 @@ class ChurnModel(_DelayedOutcomeModel):
         ages_days: tuple[float, ...] | None = None,
         l2: float = 0.0,
         lr: float = 0.02,
-        model: str = "logreg",
+        model: str = "binned",
         seed: int = 0,
     ) -> None:
         if min_interval_days is None:  # one snapshot per user-day; more often under a short horizon
@@ -598,6 +767,15 @@ class ChurnModel(_DelayedOutcomeModel):
 
     def _ages(self) -> tuple[float, ...]:
         return self.ages_days
+
+    feature_names = CHURN_FEATURE_NAMES
+
+    def _feature_rows(self, state: UserState, times: Iterable[int], avg_ltv: float) -> list[dict[str, float]]:
+        times = list(times)
+        rows = churn_feature_rows(state, times, avg_ltv)
+        for row, extra in zip(rows, activity_feature_rows(state, times), strict=True):
+            row.update(extra)
+        return rows
 
     def _outcome(self, is_purchase: bool) -> bool:
         return True  # any activity is a return

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from models.alerts import AlertPolicy, SilenceScheduler
+from models.alerts import AlertBudget, AlertPolicy, PlatformActivity, SilenceScheduler
 from models.checkpoint import unpickle_checkpoint
 from models.churn import ChurnModel, RepurchaseModel, churn_features
 from models.clusters import ActivityClusters
@@ -47,7 +47,8 @@ class RetentionModels:
 
     def __init__(self, horizon_days: float = 14.0, threshold: float = 0.5, release: float = 0.4,
                  cooldown_days: float = 7.0, first_check_days: float = 3.0, recheck_days: float = 1.0,
-                 rules: SegmentRules | None = None, seed: int = 0, self_supervised: bool = True) -> None:
+                 rules: SegmentRules | None = None, seed: int = 0, self_supervised: bool = True,
+                 alert_share: float = 0.02, alert_min_lift: float = 1.5) -> None:
         if recheck_days <= 0:
             msg = f"recheck_days must be > 0, got {recheck_days}"
             raise ValueError(msg)
@@ -67,6 +68,13 @@ class RetentionModels:
         self.clusters = ActivityClusters(seed=seed)
         self.scheduler = SilenceScheduler(first_check_days=first_check_days)
         self.policy = AlertPolicy(threshold=threshold, release=release, cooldown_days=cooldown_days)
+        self.alert_share = alert_share
+        self.alert_min_lift = alert_min_lift
+        #: the alert threshold calibrated on the churn model's resolved labels, and a daily budget
+        self.budget = AlertBudget(share=alert_share, min_lift=alert_min_lift)
+        self._calibrated_at = 0
+        #: distinct active users per day: a silence that is the platform's own quiet is not alerted
+        self.platform = PlatformActivity()
         self._clustered_day: dict[str, int] = {}
         self.watermark = 0
 
@@ -79,6 +87,7 @@ class RetentionModels:
         self.repurchase.observe(state, ts, is_purchase, avg_ltv)
         self.scheduler.touch(state.user_id, state.last_ts)
         self.policy.on_activity(state.user_id, ts)
+        self.platform.active(state.user_id, ts)
         day = ts // DAY_MS
         if self._clustered_day.get(state.user_id) != day:  # clusters learn once per user-day
             self._clustered_day[state.user_id] = day
@@ -101,30 +110,45 @@ class RetentionModels:
             self.churn.advance(watermark)
         self.repurchase.advance(watermark)
         alerts: list[AlertDecision] = []
+        clf = self.churn.classifier
+        if clf.n_learned - self._calibrated_at >= 250:  # recalibrate every 250 resolved labels
+            self._calibrated_at = clf.n_learned
+            self.budget.recalibrate(clf.resolved)
+        threshold = self.budget.threshold(self.threshold)
+        release = min(self.release, 0.8 * threshold)
+        candidates: list[tuple[str, float, UserState, float]] = []
         for user_id in self.scheduler.due(watermark):
             state = get_state(user_id)
             if state is None:
                 self.scheduler.forget(user_id)
                 continue
-            x = churn_features(state, watermark, avg_ltv)
+            x = self.churn.features(state, watermark, avg_ltv)
             risk = self.churn.classifier.predict_proba(x)  # = self.churn.risk(state, watermark, avg_ltv)
             if scored is not None:
                 scored.append((user_id, watermark, risk))
             if scored_features is not None:
                 scored_features.append(x)
             days_inactive = max(0.0, (watermark - state.last_ts) / DAY_MS)
-            if self.policy.decide(user_id, risk, watermark):
-                alerts.append(self._alert(state, watermark, risk, days_inactive, avg_ltv, title_of))
+            if self.policy.is_open(user_id):
+                self.policy.decide(user_id, risk, watermark, threshold, release)  # may close it
+            elif (risk >= threshold and self.policy.can_alert(user_id, watermark)
+                  and not self.platform.is_quiet(state.last_ts, watermark)):
+                candidates.append((user_id, risk, state, days_inactive))
             if days_inactive < self.rules.churned_days:
                 self.scheduler.reschedule(user_id, watermark + int(self.recheck_days * DAY_MS))
             else:  # past "churned": stop checking until the user comes back
                 self.scheduler.forget(user_id)
                 self.churn.forget(user_id)
                 self._clustered_day.pop(user_id, None)
+                self.platform.forget(user_id)
+        chosen = set(self.budget.take([(u, r) for u, r, _, _ in candidates], watermark, len(self.scheduler)))
+        for user_id, risk, state, days_inactive in sorted(candidates, key=lambda c: -c[1]):
+            if user_id in chosen and self.policy.decide(user_id, risk, watermark, threshold, release):
+                alerts.append(self._alert(state, watermark, risk, days_inactive, avg_ltv, title_of, threshold))
         return alerts
 
     def _alert(self, state: UserState, now: int, risk: float, days_inactive: float, avg_ltv: float,
-               title_of: Callable[[str], str] | None = None) -> AlertDecision:
+               title_of: Callable[[str], str] | None = None, threshold: float | None = None) -> AlertDecision:
         profile = build_profile(state, now, avg_ltv, self.rules)
         factors = self.churn.explain(state, now, top=3, avg_ltv=avg_ltv)
         in_progress = [c for c, e in sorted(state.courses.items(), key=lambda ce: -ce[1][0])
@@ -134,7 +158,8 @@ class RetentionModels:
             course = title_of(course)
         action = self.policy.suggest_action(churn_features(state, now, avg_ltv), factors, profile.segment,
                                             recent_course=course)
-        return AlertDecision(state.user_id, now, round(risk, 4), self.threshold, round(days_inactive, 2),
+        return AlertDecision(state.user_id, now, round(risk, 4), round(self.threshold if threshold is None else threshold, 4),
+                             round(days_inactive, 2),
                              profile.segment, factors, action)
 
     def extras(self, state: UserState, now: int, avg_ltv: float = 0.0) -> dict[str, Any]:
@@ -142,7 +167,7 @@ class RetentionModels:
         x = churn_features(state, now, avg_ltv)
         cluster = self.clusters.predict(x)
         return {
-            "churn_risk": round(self.churn.classifier.predict_proba(x), 4),
+            "churn_risk": round(self.churn.risk(state, now, avg_ltv), 4),
             "repurchase_propensity": round(self.repurchase.classifier.predict_proba(x), 4),
             "cluster": cluster,
             "cluster_description": self.clusters.describe(cluster) if cluster >= 0 else "not enough data yet",

@@ -31,7 +31,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     sim = sub.add_parser("simulate", help="simulate a course platform: to a JSON Lines file or to the topics")
     sim.add_argument("--users", type=int, default=2000)
-    sim.add_argument("--courses", type=int, default=120)
+    sim.add_argument("--courses", type=int, default=None, help="courses (default: the profile's, 120)")
+    sim.add_argument("--profile", default="default", choices=["default", "small-popular", "binge-large", "mooc"],
+                     help="platform shape (default: the paid-course platform; see README, \"The simulator\")")
     sim.add_argument("--days", type=float, default=60.0)
     sim.add_argument("--seed", type=int, default=7)
     sim.add_argument("--start", default=None, help="start of simulated time, ISO-8601 (default: now - days)")

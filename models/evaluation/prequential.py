@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from models.churn import FEATURE_NAMES, churn_features
+from models.evaluation.baselines import alert_lift, recency_baseline
 from models.evaluation.metrics import average_precision, ndcg_at, roc_auc
 from models.profile import DAY_MS, UserState
 from models.recommend import OnlineRecommender, engagement_level
@@ -120,6 +120,7 @@ class _Results:
     per_user: dict[str, list[int]] = field(default_factory=lambda: defaultdict(lambda: [0, 0, 0]))
     recommended: set[str] = field(default_factory=set)
     snapshots: list[tuple[str, int, float]] = field(default_factory=list)  # (user, t, risk)
+    snapshot_recency: list[float] = field(default_factory=list)  # days since the last event, per snapshot
     alerts: list[tuple[str, int, float]] = field(default_factory=list)
     as_of: list[tuple[str, float]] = field(default_factory=list)
     throughput: list[tuple[float, int]] = field(default_factory=list)
@@ -243,12 +244,13 @@ class PrequentialEvaluator:
         when already computed (by the silence check), else computed here.
         """
         if x is None:
-            x = churn_features(state, t)
+            x = self.churn.features(state, t)
         if self.scorer:
             risk = self.scorer(user, state, t)
         elif risk is None:
             risk = self.churn.classifier.predict_proba(x)
         self.r.snapshots.append((user, t, risk))
+        self.r.snapshot_recency.append(max(0.0, (t - state.last_ts) / DAY_MS))
         self._queue_label(user, t, x)
 
     def _risk(self, user: str, state: UserState, t: int) -> float:
@@ -259,14 +261,17 @@ class PrequentialEvaluator:
             c = self.labels._final().get(user)  # only its time is used here: when it may be learned
             horizon = int(self.config.horizon_days * DAY_MS)
             positive = c is not None and c <= t + horizon
-            known_at = max(t, c) if positive else t + horizon  # the label is in the past from then on
+            # both classes are learned H after the snapshot, when either is known: learning a
+            # churn as soon as it happens (a return only after H) fed the model recent positives
+            # and months-old negatives, and its risks drifted up with the label delay
+            known_at = t + horizon
             heapq.heappush(self._pending_labels, (known_at, int(positive), user, t, tuple(x.values())))
 
     def _learn_resolved(self, clock: int) -> None:
         pending = self._pending_labels
         while pending and pending[0][0] <= clock:
             _, y, _, _, values = heapq.heappop(pending)
-            self.churn.classifier.learn(dict(zip(FEATURE_NAMES, values, strict=True)), bool(y))
+            self.churn.classifier.learn(dict(zip(self.churn.feature_names, values, strict=True)), bool(y))
 
     def _advance(self, t: int) -> None:
         """Event time moves to ``t``: labels, expired snapshots, silent users, the as-of cut."""
@@ -352,6 +357,7 @@ class PrequentialEvaluator:
             "alerts": len(self.r.alerts),
             "alert_precision": _round(self._alert_precision(horizon)),
             "alert_timing": self._alert_timing(horizon) if self.has_labels else None,
+            **self._baselines(horizon),
             "examples_learned": self.churn.classifier.n_learned,
             "learned_from": "label file (once in the past)" if self.learn_from_labels else "inactivity (own delayed labels)",
         }
@@ -384,6 +390,16 @@ class PrequentialEvaluator:
             "config": {"k": cfg.k, "horizon_days": cfg.horizon_days, "rec_interval_ms": cfg.rec_interval_ms,
                        "similarity": self.recommender.measure, "seed": cfg.seed},
         }
+
+    def _baselines(self, horizon: int) -> dict[str, Any]:
+        """Recency-only risk on the same snapshots, and the alerts' lift over the base rate."""
+        def label(user: str, t: int) -> bool | None:
+            return self._churned_within(user, t, horizon, self.clock)
+
+        lift = alert_lift(self.r.alerts, self.r.snapshots, label, recency_days=self.r.snapshot_recency)
+        return {"baseline": recency_baseline(self.r.snapshots, self.r.snapshot_recency, label),
+                "alert_lift": lift.pop("alert_lift"), "alert_judging": lift,
+                "alerts_per_active_user": round(len(self.r.alerts) / len(self.states), 4) if self.states else None}
 
     def _alert_precision(self, horizon: int) -> float | None:
         users: dict[str, int] = {}

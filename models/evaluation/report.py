@@ -79,6 +79,21 @@ def _timing(t: dict[str, Any], horizon: float) -> list[str]:
     ]
 
 
+def _baseline_lines(c: dict[str, Any]) -> list[str]:
+    b = c.get("baseline")
+    if not b:
+        return []
+    j = c.get("alert_judging") or {}
+    return [
+        "",
+        f"Baseline on the same snapshots, {b['name']}: ROC AUC {b['roc_auc']}, PR AUC {b['pr_auc']}. "
+        f"Alerts: lift {c.get('alert_lift')} (precision {j.get('alert_precision')} within the horizon of each "
+        f"alert over a base rate of {j.get('base_rate')} among the users snapshotted on the alert days), "
+        f"{c.get('alerts_per_active_user')} alerts per user, {j.get('alerts_per_active_user_day')} per active "
+        "user-day.",
+    ]
+
+
 def _md(report: dict[str, Any], title: str, plots: list[str]) -> str:
     r, c = report["recs"], report["churn"]
     b = r["baseline"]
@@ -113,6 +128,7 @@ def _md(report: dict[str, Any], title: str, plots: list[str]) -> str:
         + (f" {c['as_of_auc']} ({c['as_of_users']:,} users) |" if "as_of_auc" in c else ""),
         "",
         f"The model learned from {c['learned_from']}; warm-up = the first {c['warmup_days']:g} days of the file.",
+        *_baseline_lines(c),
         *(_timing(c["alert_timing"], c["horizon_days"]) if c.get("alert_timing") else []),
         "",
     ]

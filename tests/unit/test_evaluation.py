@@ -144,3 +144,22 @@ def test_same_file_same_numbers():
     for r in (a, b):
         r.pop("events_per_s"), r.pop("elapsed_s")
     assert a == b
+
+
+def test_both_label_classes_are_learned_at_the_same_delay():
+    """A churn used to be learned as soon as it happened and a stay only H later: the model saw
+    fresh positives and stale negatives, and its risks drifted with the delay."""
+    events = _stream(users=30)
+    last = {e.user_id: e.ts for e in events if isinstance(e, View)}
+    labels = {u: (t if int(u[1:]) % 2 else None) for u, t in last.items()}
+    horizon = 14 * DAY_MS
+    released: list[tuple[int, int, int]] = []
+
+    class Spy(PrequentialEvaluator):
+        def _learn_resolved(self, clock: int) -> None:
+            released.extend((clock, y, t) for known, y, _, t, _ in self._pending_labels if known <= clock)
+            super()._learn_resolved(clock)
+
+    Spy(EvalConfig(), labels=labels).run(events)
+    positives = [(clock, t) for clock, y, t in released if y]
+    assert positives and all(clock >= t + horizon for clock, t in positives)

@@ -40,6 +40,15 @@ def _train(rm: RetentionModels, states: dict[str, UserState], days: int = 60, se
     return n
 
 
+def _others_come(rm: RetentionModels, states: dict[str, UserState], ts: int) -> None:
+    """The regular users of ``_train`` come at ``ts``: the platform is not quiet."""
+    for u in (u for u in range(40) if u % 4):  # every user but the leavers
+        uid = f"u{u}"
+        state = states.setdefault(uid, UserState(uid))
+        state.apply(_view(uid, ts, ts))
+        rm.observe(state, ts, False)
+
+
 def test_a_silent_user_gets_one_alert_per_episode_while_others_move_the_watermark():
     rm = RetentionModels(threshold=0.5, release=0.3, cooldown_days=2)
     states: dict[str, UserState] = {}
@@ -51,10 +60,11 @@ def test_a_silent_user_gets_one_alert_per_episode_while_others_move_the_watermar
     states["quiet"] = silent
     alerts = []
     for day in range(1, 15):  # others keep the watermark moving; the quiet user sends nothing
+        _others_come(rm, states, t + day * DAY_MS - H)
         alerts += [a for a in rm.on_watermark(t + day * DAY_MS, states.get) if a.user_id == "quiet"]
     assert len(alerts) == 1
     first = alerts[0]
-    assert first.days_inactive >= 3 and first.risk >= 0.5 and first.factors and first.action
+    assert first.days_inactive >= 3 and first.risk >= first.threshold and first.factors and first.action
     # the user comes back: the episode closes; silent again: a new alert
     back = t + 15 * DAY_MS
     silent.apply(_view("quiet", 1, back))
@@ -62,6 +72,7 @@ def test_a_silent_user_gets_one_alert_per_episode_while_others_move_the_watermar
     assert not rm.policy.is_open("quiet")
     again = []
     for day in range(1, 15):
+        _others_come(rm, states, back + day * DAY_MS - H)
         again += [a for a in rm.on_watermark(back + day * DAY_MS, states.get) if a.user_id == "quiet"]
     assert len(again) == 1 and again[0].at > back
 
@@ -110,3 +121,39 @@ def test_bad_arguments_are_rejected():
         RetentionModels(recheck_days=0)
     with pytest.raises(ValueError, match="release"):
         RetentionModels(threshold=0.5, release=0.6)
+
+
+def test_a_silence_the_whole_platform_shares_is_not_alerted():
+    """The end of a file, a term's end: everybody stops at once, so nobody is singled out."""
+    def run(others_continue: bool) -> int:
+        rm = RetentionModels(threshold=0.5, release=0.3, cooldown_days=2)
+        states: dict[str, UserState] = {}
+        _train(rm, states)
+        quiet = UserState("quiet")
+        t = T0 + 61 * DAY_MS
+        quiet.apply(_view("quiet", 0, t))
+        rm.observe(quiet, t, False)
+        states["quiet"] = quiet
+        n = 0
+        for day in range(1, 20):
+            if others_continue:
+                _others_come(rm, states, t + day * DAY_MS - H)
+            n += sum(a.user_id == "quiet" for a in rm.on_watermark(t + day * DAY_MS, states.get))
+        return n
+
+    assert run(others_continue=True) == 1
+    assert run(others_continue=False) == 0
+
+
+def test_alerts_per_day_stay_within_the_budget_riskiest_first():
+    rm = RetentionModels(threshold=0.01, release=0.005, cooldown_days=30, alert_share=0.1)
+    states: dict[str, UserState] = {}
+    _train(rm, states, days=40)
+    # every leaver (u0, u4, ... 10 users) is silent, the others come daily: 40 scheduled users,
+    # so at most 4 alerts a day
+    per_day = []
+    for day in range(1, 10):
+        now = T0 + (40 + day) * DAY_MS
+        _others_come(rm, states, now - H)
+        per_day.append(len(rm.on_watermark(now, states.get)))
+    assert max(per_day) <= max(1, int(0.1 * len(rm.scheduler))) and sum(per_day) > 0

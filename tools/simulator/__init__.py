@@ -10,18 +10,20 @@ in :mod:`models.datasets.truth` (evaluations read them; models import no tool).
 from __future__ import annotations
 
 from models.datasets.truth import CourseTruth, SimTruth, UserTruth, read_truth, write_truth
-from tools.simulator.config import SimConfig
+from tools.simulator.config import PROFILES, SimConfig, profile_config
 from tools.simulator.platform import PlatformSimulator, write_jsonl
 from tools.simulator.vocabulary import CATEGORIES, PLAN_PRICES
 
 __all__ = [
     "CATEGORIES",
     "PLAN_PRICES",
+    "PROFILES",
     "CourseTruth",
     "PlatformSimulator",
     "SimConfig",
     "SimTruth",
     "UserTruth",
+    "profile_config",
     "read_truth",
     "write_jsonl",
     "write_truth",

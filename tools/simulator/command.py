@@ -28,11 +28,11 @@ def _parse_start(text: str | None) -> int | None:
 
 def run_simulate(args: argparse.Namespace) -> int:
     """``coursepulse simulate``: to a JSON Lines file (and ground truth), or to the topics."""
-    from tools.simulator import PlatformSimulator, SimConfig, write_jsonl, write_truth
+    from tools.simulator import PlatformSimulator, profile_config, write_jsonl, write_truth
 
     sim = PlatformSimulator(
-        SimConfig(users=args.users, courses=args.courses, days=args.days, seed=args.seed,
-                  start_ms=_parse_start(args.start))
+        profile_config(getattr(args, "profile", "default"), users=args.users, courses=args.courses, days=args.days,
+                       seed=args.seed, start_ms=_parse_start(args.start))
     )
     if args.out is not None:
         n = write_jsonl(sim.events(), args.out)

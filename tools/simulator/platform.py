@@ -91,11 +91,15 @@ class PlatformSimulator:
             else:
                 published = max(0, self.start_ms - int(rng.uniform(1, 730) * DAY_MS) // 1000 * 1000)
                 published = min(published, max(0, self.start_ms - 1))
-            popularity = rng.lognormvariate(0.0, 1.1)
+            if cfg.free_courses:
+                price = 0.0
+            popularity = rng.lognormvariate(0.0, cfg.popularity_sigma)
             lessons = int(rng.triangular(5, 31, 12))
+            if cfg.max_lessons != 30:  # the same shape, stretched to the longest course
+                lessons = int(lessons * cfg.max_lessons / 30)
             lesson_median = rng.lognormvariate(math.log(540), 0.35)  # ~9 minutes
             lesson_secs = [round(min(5400.0, max(90.0, lesson_median * rng.lognormvariate(0.0, 0.3))), 1)
-                           for _ in range(min(30, lessons))]
+                           for _ in range(min(cfg.max_lessons, lessons))]
             free = 0 if price == 0 else rng.choices((0, 1, 2, 3), weights=(1, 3, 4, 2))[0]
             drafts.append((published, cat, title, price, tags, popularity, lesson_secs, free, is_new))
         drafts.sort(key=lambda d: d[0])

@@ -39,6 +39,7 @@ from tools.simulator.vocabulary import (
     _WEEK_FACTOR_CAP,
     DAY_MS,
     HOUR_MS,
+    MINUTE_MS,
     WEEK_MS,
     _Record,
 )
@@ -101,7 +102,7 @@ class _Run(_Sessions):
             alpha[i, chosen] = 2.0
         g = nrng.gamma(alpha)
         g = g / g.sum(axis=1, keepdims=True)
-        spw = np.clip(nrng.lognormal(math.log(2.2), 0.75, n), 0.15, 25.0)
+        spw = np.clip(nrng.lognormal(math.log(cfg.spw_median), 0.75, n), 0.15, 25.0)
         completion = nrng.beta(2.0, 2.5, n)
         price_sens = nrng.beta(2.0, 2.0, n)
         referrers = np.zeros(n, dtype=bool)
@@ -213,6 +214,10 @@ class _Run(_Sessions):
         rand = rng.random
         log_ = math.log
         t0 = max(after, u.break_until)
+        if self.cfg.burst_p and rng.random() < self.cfg.burst_p:  # the next session of a burst
+            t = t0 + int(rng.uniform(2, 45) * MINUTE_MS)
+            if t < self.end and (u.stop_at is None or t < u.stop_at):
+                return t
         t = t0
         end, start = self.end, self.start
         stop, drift = u.stop_at, u.drift_start
@@ -247,13 +252,17 @@ class _Run(_Sessions):
     def _pick_new(self, u: _User, t: int) -> _Course | None:
         rng = self.rng
         enrolled = u.enrolments
-        if self.recent and rng.random() < _RECENT_COURSE_P:
+        if self._capped(u):
+            return None
+        iw = self.cfg.interest_weight
+        follow = iw >= 1.0 or rng.random() < iw  # else the discovery follows global popularity
+        if self.recent and follow and rng.random() < _RECENT_COURSE_P:
             fresh = [c for c in self.recent[-20:] if c.published_at >= t - 21 * DAY_MS
                      and u.interests.get(c.cat, 0.0) >= 0.15 and c.course_id not in enrolled]
             if fresh:
                 return rng.choice(fresh)
         for attempt in range(8):
-            cat = rng.choices(u.cats, cum_weights=u.cum)[0] if attempt < 5 else None
+            cat = rng.choices(u.cats, cum_weights=u.cum)[0] if attempt < 5 and follow else None
             members, cum = self.pools[cat]
             if not members:
                 continue
@@ -261,6 +270,11 @@ class _Run(_Sessions):
             if c.published_at <= t and c.course_id not in enrolled:
                 return c
         return None
+
+    def _capped(self, u: _User) -> bool:
+        """The user enrolled in as many courses as the platform lets one user take."""
+        cap = self.cfg.max_courses_per_user
+        return bool(cap) and len(u.enrolments) >= cap
 
     def _pick_course(self, u: _User, t: int) -> tuple[_Course | None, bool]:
         """The course of this session, and whether it is newly discovered."""

@@ -117,7 +117,9 @@ class _Sessions:
                 cur += (5_000 + int(rng.random() * (30_000 - 5_000)))
             else:
                 u.plan = None
-        for _attempt in range(3):
+        cfg = self.cfg
+        courses_viewed = 0
+        for _attempt in range(max(3, cfg.courses_per_session)):
             if forced is not None:
                 c, e = forced
                 new = False
@@ -136,7 +138,7 @@ class _Sessions:
                     cur = self._maybe_share(u, c, cur, 0.03)
             viewed = 0
             n_views = 1
-            while rand() < 0.55 and n_views < 8:
+            while rand() < cfg.views_continue_p and n_views < cfg.max_views:
                 n_views += 1
             lessons = c.lessons
             abandoned = False
@@ -183,13 +185,15 @@ class _Sessions:
                 if c.course_id in u.active:
                     u.active.remove(c.course_id)
                     cur = self._maybe_share(u, c, cur, 0.15)
-            elif abandoned or rand() < (0.02 + 0.2 * (1.0 - u.completion) ** 2) * (0.5 if e.owned else 1.0):
+            elif not self._capped(u) and (abandoned or rand() < (0.02 + 0.2 * (1.0 - u.completion) ** 2) * (0.5 if e.owned else 1.0)):
                 if c.course_id in u.active:
                     u.active.remove(c.course_id)
             elif viewed:
                 cur = self._maybe_share(u, c, cur, 0.005)  # liked a lesson enough to pass it on
             if viewed:
-                break
+                courses_viewed += 1
+                if cfg.courses_per_session <= courses_viewed or rand() >= 0.6:
+                    break
         if u.drift_forced and u.drift_start is not None and (u.last_ts is None or u.last_ts < u.drift_start):
             cur = self._rewatch(u, cur)  # a drifting user's first session after the drift shows up
         if rand() < _BREAK_P and not u.drift_forced:

@@ -18,7 +18,7 @@ from models.recommend import RowUpdate, apply_update, inflation, new_row, rows_n
 from streams import tables, topics
 from streams.app import app, settings
 from streams.metrics import metrics
-from streams.runtime import PartitionScope, dirty_rows, index
+from streams.runtime import PartitionScope, handover, index
 
 __all__ = ["accumulate_similarity", "parse_updates", "publish_neighbours"]
 
@@ -50,7 +50,7 @@ async def accumulate_similarity(stream):  # noqa: ANN001 - faust stream
             applied += len(updates)
         for course_id, (entry, scope) in rows.items():
             scope.put(tables.cooc, course_id, entry)  # the partition its bundle came in on
-            dirty_rows[course_id] = scope.partition
+            handover.mark_row(course_id, scope.partition)
         metrics.inc("cooc_updates_applied", by=applied)
 
 
@@ -70,10 +70,9 @@ async def publish_neighbours() -> None:
     broadcast index. A row that met a course whose popularity is not known yet (its owner has
     not published it) stays marked and is computed again on the next tick.
     """
-    if not dirty_rows:
+    if not handover.dirty_rows:
         return
-    batch = list(dirty_rows.items())
-    dirty_rows.clear()
+    batch = handover.take_rows()
     now = _latest_ts["ts"]
     scale = inflation(now, _HL_MS)
     total = float(index.popularity(now).sum()) or 1.0
@@ -95,7 +94,7 @@ async def publish_neighbours() -> None:
     pops = [entry["pop"] / scale for _, _, entry in owned]
     for (course_id, partition, _), neighbours, missing, pop in zip(owned, lists, unknown.tolist(), pops, strict=True):
         if missing:
-            dirty_rows.setdefault(course_id, partition)
+            handover.dirty_rows.setdefault(course_id, partition)
         value = {"course_id": course_id, "pop": pop, "ts": now, "neighbours": neighbours}
         await topics.course_neighbours.send(key=course_id.encode(), value=orjson.dumps(value), partition=partition)
         metrics.inc("neighbour_lists_published")

@@ -5,6 +5,11 @@ batch, holding the rows that partition owns), so one worker owns each course's r
 changelog-backed: it moves with the partition). Changed rows are turned into neighbour lists by
 the Numba kernel on a timer and published, keyed by course, to the compacted
 ``course-neighbours`` topic that every worker reads (``agents/broadcast_neighbours.py``).
+
+The set of changed rows lives in memory: when a ``course-cooc`` partition is assigned (a start,
+a restart after a crash, a rebalance), every row of it is published again once its table is
+recovered, so rows changed since their previous owner's last tick are not left unpublished, and
+every list is recomputed from the popularity of its courses at that time.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from models.recommend import RowUpdate, apply_update, inflation, new_row, rows_n
 from streams import tables, topics
 from streams.app import app, settings
 from streams.metrics import metrics
+from streams.partitioning import partition_for
 from streams.runtime import PartitionScope, handover, index
 
 __all__ = ["accumulate_similarity", "parse_updates", "publish_neighbours"]
@@ -25,6 +31,26 @@ __all__ = ["accumulate_similarity", "parse_updates", "publish_neighbours"]
 log = logging.getLogger(__name__)
 _HL_MS = settings.half_life_days * DAY_MS
 _latest_ts: dict[str, int] = {"ts": 0}
+
+
+@app.on_partitions_assigned.connect
+async def _rescan_assigned(app, assigned, **kwargs) -> None:  # noqa: ANN001 - faust signal
+    """Publish every row of the assigned ``course-cooc`` partitions again (see the module doc)."""
+    name = settings.topic("course-cooc")
+    handover.rescan_partitions.update(tp.partition for tp in assigned if tp.topic == name)
+
+
+def _mark_rescanned() -> None:
+    """Once the tables are recovered: mark every row of the partitions to rescan as changed."""
+    if not handover.rescan_partitions or not app.tables.recovery.completed.is_set():
+        return
+    parts, n = handover.rescan_partitions, topics.course_cooc.partitions or settings.partitions
+    handover.rescan_partitions = set()
+    for course_id, entry in list(tables.cooc.items()):
+        partition = partition_for(course_id.encode(), n)
+        if partition in parts and entry:
+            handover.dirty_rows.setdefault(course_id, partition)
+            _latest_ts["ts"] = max(_latest_ts["ts"], int(entry["ts"]))
 
 
 @app.agent(topics.course_cooc)
@@ -70,6 +96,7 @@ async def publish_neighbours() -> None:
     broadcast index. A row that met a course whose popularity is not known yet (its owner has
     not published it) stays marked and is computed again on the next tick.
     """
+    _mark_rescanned()
     if not handover.dirty_rows:
         return
     batch = handover.take_rows()

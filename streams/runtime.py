@@ -41,11 +41,15 @@ class Handover:
     - ``dirty_rows``: course_id -> partition of the co-occurrence rows changed since their
       neighbours were published (``agents.accumulate_similarity``: its agent marks, its timer
       publishes).
+    - ``rescan_partitions``: ``course-cooc`` partitions assigned to this worker whose every row's
+      neighbours are to be published again once their table is recovered (the changed rows of
+      their previous owner were in its memory only).
     """
 
     def __init__(self) -> None:
         self.pending_lists: dict[str, RecTrigger] = {}
         self.dirty_rows: dict[str, int] = {}
+        self.rescan_partitions: set[int] = set()
 
     def owe_list(self, user_id: str, trigger: RecTrigger) -> None:
         """A list that could not be ranked yet: rank it later, for this trigger."""

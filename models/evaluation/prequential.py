@@ -337,6 +337,14 @@ class PrequentialEvaluator:
         if last > self.clock:
             self._advance(last)
 
+    def reassign_partitions(self) -> int:
+        """What a worker does when its ``course-cooc`` partitions are assigned (a start, a restart,
+        a rebalance): every row's neighbours recomputed, from the popularity of its courses now.
+        Return how many rows."""
+        rows = self.recommender.rows
+        rows.dirty.update(rows.entries)
+        return self.recommender.refresh(self.clock)
+
     def _test(self, user: str, course: str, t: int) -> None:
         lists = self._lists.get(user)
         if lists is None:

@@ -221,7 +221,7 @@ def _fold_user(state: UserState, evs: list[Any], models: PartitionModels, config
             result.write_stats = True
         churn.observe(state, ev.ts, is_purchase, stats.avg_ltv)
     repeated = first_repeat_ts is not None
-    if repeated:  # a redelivery re-owes a candidate decided by its events, and the stats write
+    if first_repeat_ts is not None:  # a redelivery re-owes a candidate decided by its events, and the stats write
         _reowe_candidate(state, referrals, first_repeat_ts, result)
         result.write_stats = True
     # the list is owed for the user's latest applied event (a repeat's batch re-owes it): its id

@@ -142,6 +142,7 @@ def alert_record(a: AlertDecision) -> ChurnAlert:
 
 
 async def send_alert(a: AlertDecision, partition: int) -> None:
+    """Send one churn alert to ``churn-alerts`` (the user's own partition)."""
     await topics.churn_alerts.send(key=a.user_id.encode(), value=encode(alert_record(a)), partition=partition)
     metrics.inc("churn_alerts", a.segment)
 
@@ -157,6 +158,7 @@ def candidate_record(d: ReferralDecision, cooldown_days: float) -> ReferralCandi
 
 
 async def send_candidate(d: ReferralDecision, partition: int) -> None:
+    """Send one referral candidate to ``referral-candidates`` (the user's own partition)."""
     candidate = candidate_record(d, settings.referral_cooldown_days)
     await topics.referral_candidates.send(key=candidate.user_id.encode(), value=encode(candidate), partition=partition)
 

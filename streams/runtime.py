@@ -66,6 +66,7 @@ class Handover:
         return out
 
     def mark_row(self, course_id: str, partition: int) -> None:
+        """A co-occurrence row changed: publish its neighbours at the next tick."""
         self.dirty_rows[course_id] = partition
 
     def take_rows(self) -> list[tuple[str, int]]:

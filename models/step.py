@@ -34,10 +34,12 @@ from models.referrals import (
 from models.retention import AlertDecision, RetentionModels
 from schemas.events import Purchase, Share, View
 
-__all__ = ["PartitionModels", "RecTrigger", "StepConfig", "StepResult", "UserOutcome", "step"]
+__all__ = ["COUNTERS", "PartitionModels", "RecTrigger", "StepConfig", "StepResult", "UserOutcome", "step"]
 
 log = logging.getLogger(__name__)
 
+#: the counters a step reports in :attr:`StepResult.counts` (the worker adds them to its metrics)
+COUNTERS = ("events_in", "duplicates", "rec_attributed", "referral_candidates", "referral_candidates_reowed")
 #: the input topic of each event type (the label of the per-topic counts)
 TOPIC_OF = {View: "views", Purchase: "purchases", Share: "shares"}
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from models.profile import PartitionStats, UserState
 from models.referrals import ReferralModels
 from models.retention import RetentionModels
-from models.step import PartitionModels, StepConfig, step
+from models.step import COUNTERS, PartitionModels, StepConfig, step
 from schemas.events import Purchase, Share, View
 
 T0 = 1_767_225_600_000
@@ -45,6 +45,7 @@ def test_folds_each_users_events_and_owes_a_list_for_the_latest():
     assert (u1.trigger.partition, u1.trigger.event_id, u1.trigger.ts) == (3, "c", T0 + 2)
     assert result.counts["events_in", "views"] == 2 and result.counts["events_in", "purchases"] == 1
     assert result.write_stats and result.watermark == models.stats.watermark(CFG.lateness_ms)
+    assert {name for name, _ in result.counts} <= set(COUNTERS)
     assert models.persisted_max == T0 + 2
 
 

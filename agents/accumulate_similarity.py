@@ -33,15 +33,9 @@ _HL_MS = settings.half_life_days * DAY_MS
 _latest_ts: dict[str, int] = {"ts": 0}
 
 
-@app.on_partitions_assigned.connect
-async def _rescan_assigned(app, assigned, **kwargs) -> None:  # noqa: ANN001 - faust signal
-    """Publish every row of the assigned ``course-cooc`` partitions again (see the module doc)."""
-    name = settings.topic("course-cooc")
-    handover.rescan_partitions.update(tp.partition for tp in assigned if tp.topic == name)
-
-
 def _mark_rescanned() -> None:
-    """Once the tables are recovered: mark every row of the partitions to rescan as changed."""
+    """Once the tables are recovered: mark every row of the partitions to rescan as changed
+    (``course-cooc`` partitions assigned to this worker: ``streams.partitions``)."""
     if not handover.rescan_partitions or not app.tables.recovery.completed.is_set():
         return
     parts, n = handover.rescan_partitions, topics.course_cooc.partitions or settings.partitions

@@ -4,7 +4,9 @@ Per partition: its :class:`models.step.PartitionModels` (stats, retention and re
 restored from their tables on first use), the count of events since each model's last
 checkpoint, and the referral totals per course of its ``referral-links`` partition. A revoked
 partition's entries are all dropped in :func:`_forget_revoked` and reloaded from the tables when
-the partition comes back (to this or another worker).
+the partition comes back (to this or another worker); an assigned ``course-cooc`` partition has
+every row's neighbours published again (:func:`_on_assigned`: the changed rows of its previous
+owner were in that owner's memory only).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from streams import tables
 from streams.app import app, settings
 from streams.metrics import metrics
 from streams.partition_models import new_partition_models
-from streams.runtime import rules
+from streams.runtime import handover, rules
 
 __all__ = ["PartitionRegistry", "registry"]
 
@@ -94,3 +96,11 @@ async def _forget_revoked(app, revoked, **kwargs) -> None:  # noqa: ANN001 - fau
     """Drop the in-memory state of revoked partitions; reloaded from the tables when back."""
     for partition in {tp.partition for tp in revoked}:
         registry.forget(partition)
+
+
+@app.on_partitions_assigned.connect
+async def _on_assigned(app, assigned, **kwargs) -> None:  # noqa: ANN001 - faust signal
+    """Assigned ``course-cooc`` partitions: every row's neighbours to be published again, once
+    the table is recovered (``agents.accumulate_similarity``)."""
+    name = settings.topic("course-cooc")
+    handover.rescan_partitions.update(tp.partition for tp in assigned if tp.topic == name)

@@ -26,6 +26,7 @@ COPY streams ./streams
 COPY agents ./agents
 COPY models ./models
 COPY schemas ./schemas
+COPY tools ./tools
 RUN pip install --upgrade pip setuptools wheel \
     && pip install ".[rocksdb]"
 

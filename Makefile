@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test test-unit test-integration test-fault lint schemas clean reports
+.PHONY: help install demo test test-unit test-integration test-fault lint typecheck schemas clean reports operator-screenshot
 
 help: ## show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -33,15 +33,22 @@ test-integration: $(STAMP) ## integration and end-to-end tests
 test-fault: $(STAMP) ## the whole fault matrix (kills workers, broker, Redis; ~10 min; table at the end)
 	COURSEPULSE_FAULT_MATRIX=full $(BIN)/python -m pytest tests/fault -m fault $(ARGS)
 
-lint: $(STAMP) ## ruff over the tree (installs ruff into the venv)
+lint: $(STAMP) ## ruff over the tree, docstrings of the public API included (installs ruff into the venv)
 	$(BIN)/python -m pip install --quiet ruff
 	$(BIN)/ruff check .
+
+typecheck: $(STAMP) ## mypy --strict on schemas/ and models/ (exemptions in pyproject.toml; installs mypy into the venv)
+	$(BIN)/python -m pip install --quiet mypy
+	$(BIN)/mypy --strict schemas models
 
 schemas: $(STAMP) ## write the JSON Schema of every topic to docs/schemas
 	$(BIN)/coursepulse schemas --out docs/schemas
 
+operator-screenshot: $(STAMP) ## redraw docs/operator-page.png (a live worker in headless Chromium; needs chromium)
+	COURSEPULSE_OPERATOR_SCREENSHOT=$(CURDIR)/docs/operator-page.png $(BIN)/python -m pytest tests/integration/test_operations.py -k operator_page $(ARGS)
+
 clean: ## remove the venv and caches
-	rm -rf $(VENV) var .pytest_cache .hypothesis
+	rm -rf $(VENV) var .pytest_cache .hypothesis .mypy_cache .ruff_cache
 
 reports: $(STAMP) ## regenerate docs/eval (OULAD and simulator evaluation reports; ~10 min)
 	$(BIN)/coursepulse datasets oulad ../shared/data/oulad --out out/oulad

@@ -1,0 +1,1 @@
+"""One module per processing step; ``streams.app.load_agents`` imports every one."""

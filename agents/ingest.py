@@ -33,10 +33,13 @@ from models.step import StepResult, UserOutcome, step
 from schemas.codec import INPUT_TYPES, RejectedRecord, dead_letter, decode_event, encode
 from streams import tables, topics
 from streams.app import app, settings
+from streams.commits import release_unprocessed
+from streams.continuity import continuity, records_between
 from streams.metrics import metrics
 from streams.partition_models import step_config
 from streams.partitioning import partition_for
 from streams.partitions import registry
+from streams.providers import provide
 from streams.publish import (
     attribution_gauges,
     profile_value,
@@ -54,12 +57,15 @@ __all__ = ["cooc_bundles", "ingest", "owner_of", "partition_stats", "process_bat
 log = logging.getLogger(__name__)
 
 _PREFIX_LEN = len(settings.topic_prefix)
+_CONTINUITY = settings.offset_continuity
+continuity.track(settings.topic(name) for name in topics.INPUT_TOPICS)
 _MAX_FUTURE_MS = int(settings.max_future_s * 1000)
 _HL_MS = settings.half_life_days * DAY_MS
 _STEP = step_config(settings, rules)
 _reroute_topics: dict[str, Any] = {}
 
 
+@provide("partition_stats")
 def partition_stats(partition: int) -> PartitionStats:
     """This worker's view of a partition's stats, loaded from the table on first use."""
     return registry.models(partition).stats
@@ -120,6 +126,19 @@ async def ingest(stream):  # noqa: ANN001 - faust stream
     stats write per partition, and each changed user's profile and list."""
     async for batch in stream.take_events(settings.ingest_batch, settings.ingest_batch_within_s):
         await process_batch(batch)
+        if continuity.gaps:  # records the consumer skipped: read them again (streams/continuity.py)
+            await continuity.heal(app.consumer, _probe_gap)
+
+
+async def _probe_gap(topic: str, partition: int, start: int, end: int) -> bool:
+    return await records_between(settings, topic, partition, start, end)
+
+
+@app.timer(5.0)
+async def _watch_continuity() -> None:
+    """Tail gaps: a partition read past what was processed while the stream idled."""
+    if _CONTINUITY and app.flow_control.is_active() and not app.rebalancing:
+        await continuity.watch(app.consumer, _probe_gap)
 
 
 async def process_batch(batch) -> None:  # noqa: ANN001 - faust events
@@ -127,6 +146,9 @@ async def process_batch(batch) -> None:  # noqa: ANN001 - faust events
     by_partition: dict[int, list[tuple[Any, Any]]] = {}
     for event in batch:
         message = event.message
+        if _CONTINUITY and not continuity.accept(message.topic, message.partition, message.offset):
+            release_unprocessed(app.consumer, message)  # comes again, in order, after the heal
+            continue
         logical = message.topic[_PREFIX_LEN:]
         try:
             ev = decode_event(

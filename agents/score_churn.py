@@ -14,11 +14,13 @@ from __future__ import annotations
 
 from models.retention import RetentionModels
 from streams.partitions import registry
+from streams.providers import provide
 from streams.publish import alert_record
 
 __all__ = ["alert_record", "models_for"]
 
 
+@provide("retention_models")
 def models_for(partition: int) -> RetentionModels:
     """The partition's retention models (restored from its table on first use)."""
     return registry.models(partition).retention

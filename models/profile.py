@@ -267,13 +267,18 @@ class UserState:
 
         Events of the three topics interleave in any order, so a session (events less than
         ``SESSION_GAP_MS`` apart) is tracked over the sorted recent event times: an event far from
-        both neighbours opens a session; one that bridges two sessions merges them.
+        both neighbours opens a session; one that bridges two sessions merges them; one older
+        than the whole (full) window opens none.
         """
         times = self.recent_ts
         i = bisect.bisect_left(times, ts)
         near_prev = i > 0 and ts - times[i - 1] <= SESSION_GAP_MS
         near_next = i < len(times) and times[i] - ts <= SESSION_GAP_MS
-        if not near_prev and not near_next:
+        # older than every remembered time of a full window (a record re-routed or redelivered
+        # after the user's window moved on): its neighbours are forgotten, and a session usually
+        # holds several events, so it is taken to belong to one already counted
+        forgotten = i == 0 and len(times) >= RECENT_WINDOW
+        if not near_prev and not near_next and not forgotten:
             self.sessions += 1
         elif near_prev and near_next and times[i] - times[i - 1] > SESSION_GAP_MS:
             self.sessions -= 1

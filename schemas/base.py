@@ -15,7 +15,7 @@ import types
 import typing
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, TypeVar, cast
 
 from schemas.exceptions import ValidationError
 
@@ -138,10 +138,6 @@ def _unwrap_optional(tp: Any) -> tuple[Any, bool]:
     return tp, False
 
 
-def _type_name(tp: Any) -> str:
-    return getattr(tp, "__name__", str(tp))
-
-
 def _make_checker(name: str, tp: Any, meta: dict[str, Any]) -> Callable[[Any], Any]:
     """Return a function that checks and normalises one field's value (or raises)."""
     if meta.get("timestamp"):
@@ -242,7 +238,8 @@ def _make_checker(name: str, tp: Any, meta: dict[str, Any]) -> Callable[[Any], A
 
         return check_dict
     if isinstance(tp, type) and dataclasses.is_dataclass(tp):
-        return lambda v: parse(tp, v, prefix=f"{name}.")
+        record_type: type[Any] = tp
+        return lambda v: parse(record_type, v, prefix=f"{name}.")
     msg = f"unsupported field type {tp!r} for {name}"
     raise TypeError(msg)
 
@@ -279,7 +276,7 @@ def parse(cls: type[T], data: Any, prefix: str = "") -> T:
         fast = _FAST.get(cls)
         if fast is None:
             fast = _FAST[cls] = _compile_parser(cls)
-        return fast(data)
+        return cast(T, fast(data))
     if type(data) is not dict:
         msg = f"{prefix or 'record'}: expected a JSON object, got {type(data).__name__}"
         raise ValidationError(msg)
@@ -373,7 +370,7 @@ def _compile_parser(cls: type) -> Callable[[Any], Any]:
         args.append(f"{name}=a{i}")
     lines.append(f"    return cls({', '.join(args)})")
     exec("\n".join(lines), env)  # noqa: S102 - code built above from the class's own field names
-    return env["parse_record"]
+    return cast(Callable[[Any], Any], env["parse_record"])
 
 
 def to_dict(record: Any) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from schemas.base import parse, to_dict
 from schemas.events import Course, Event, Purchase, Share, View
 from schemas.exceptions import ValidationError
 from schemas.outputs import DeadLetter
+from schemas.topics import INPUT_TOPICS, spec
 
 __all__ = [
     "INPUT_TYPES",
@@ -22,7 +23,8 @@ __all__ = [
     "encode",
 ]
 
-INPUT_TYPES: dict[str, type[Event]] = {"views": View, "purchases": Purchase, "shares": Share}
+#: input topic -> its record class, from the registry (schemas.topics)
+INPUT_TYPES: dict[str, type[Event]] = {name: spec(name).record for name in INPUT_TOPICS}  # type: ignore[misc]
 #: JSON Lines ``type`` -> record class (event files, the simulator, replay)
 KIND_TYPES: dict[str, type[Any]] = {"view": View, "purchase": Purchase, "share": Share, "course": Course}
 

@@ -8,6 +8,7 @@ time: ISO-8601 with offset or epoch milliseconds; held here as epoch millisecond
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from schemas.base import Record, constraint
 from schemas.exceptions import ValidationError
@@ -21,7 +22,7 @@ CURRENCY_PATTERN = r"[A-Z]{3}"
 SHARE_CHANNELS = ("wechat_moments", "wechat_group", "wechat_friend", "link", "email", "weibo", "qq", "other")
 
 
-def _id(description: str, **kw: object) -> object:
+def _id(description: str, **kw: Any) -> Any:
     return constraint(description=description, pattern=ID_PATTERN, **kw)
 
 

@@ -10,21 +10,12 @@ from typing import Any
 import orjson
 
 from schemas.base import SCHEMA_VERSION, _unwrap_optional
-from schemas.codec import INPUT_TYPES
-from schemas.events import Course
-from schemas.outputs import ChurnAlert, DeadLetter, Recommendations, ReferralCandidate, UserProfile
+from schemas.topics import TOPICS
 
 __all__ = ["ALL_TOPICS", "json_schema", "write_schemas"]
 
-ALL_TOPICS: dict[str, type[Any]] = {
-    **INPUT_TYPES,
-    "courses": Course,
-    "recommendations": Recommendations,
-    "churn-alerts": ChurnAlert,
-    "referral-candidates": ReferralCandidate,
-    "user-profiles": UserProfile,
-    "events-dlq": DeadLetter,
-}
+#: topic -> record class of every topic with a published schema, from the registry (schemas.topics)
+ALL_TOPICS: dict[str, type[Any]] = {t.name: t.record for t in TOPICS if not t.internal and t.record is not None}
 
 
 def _type_schema(tp: Any, meta: dict[str, Any]) -> dict[str, Any]:
@@ -62,7 +53,7 @@ def _type_schema(tp: Any, meta: dict[str, Any]) -> dict[str, Any]:
             out["maxItems"] = meta["max_len"]
     elif origin is dict or tp is dict:
         out = {"type": "object"}
-    elif dataclasses.is_dataclass(tp):
+    elif isinstance(tp, type) and dataclasses.is_dataclass(tp):
         out = _object_schema(tp)
     else:  # pragma: no cover - guarded by base._make_checker
         msg = f"no JSON Schema mapping for {tp!r}"

@@ -7,6 +7,7 @@ de-duplicate what at-least-once delivery may repeat.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from schemas.base import Record, constraint
 
@@ -42,7 +43,7 @@ class Recommendations(Record):
     rec_id: str = constraint(description="Id of this list; echoed by views/purchases it leads to.")
     user_id: str = constraint(description="The user.")
     items: list[RecItem] = constraint(description="Ranked items, best first.")
-    model_versions: dict = constraint(description="Model name -> version that produced the list.")
+    model_versions: dict[str, Any] = constraint(description="Model name -> version that produced the list.")
     generated_at: int = constraint(description="When the list was made (event time, UTC).", timestamp=True)
     event_id: str = constraint(description="The event that triggered this list.")
     schema_version: int = constraint(description="Schema version.", default=1)
@@ -116,7 +117,7 @@ class UserProfile(Record):
     last_ts: int = constraint(description="Last event (UTC).", timestamp=True)
     recent_courses: list[str] = constraint(description="Most recently touched courses, newest first.")
     updated_at: int = constraint(description="Watermark when this profile was computed (UTC).", timestamp=True)
-    extra: dict = constraint(description="Fields added by later models (churn risk, clusters, referrals).", default={})
+    extra: dict[str, Any] = constraint(description="Fields added by later models (churn risk, clusters, referrals).", default={})
     schema_version: int = constraint(description="Schema version.", default=1)
 
 

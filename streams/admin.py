@@ -8,6 +8,7 @@ import logging
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
 
+from schemas.topics import TOPICS, spec
 from streams.kafka_auth import aiokafka_kwargs
 from streams.settings import Settings
 
@@ -15,15 +16,9 @@ __all__ = ["ALL_TOPICS", "COMPACTED", "create_topics", "wait_for_broker"]
 
 log = logging.getLogger(__name__)
 
-ALL_TOPICS = (
-    "views", "purchases", "shares", "courses",
-    "recommendations", "churn-alerts", "referral-candidates", "user-profiles", "events-dlq",
-    # internal: co-occurrence increments repartitioned by course, and the broadcast neighbour lists
-    "course-cooc", "course-neighbours",
-    # internal: referral links repartitioned by share_id, and credits back to the sharer's partition
-    "referral-links", "referral-credits",
-)
-COMPACTED = frozenset({"courses", "user-profiles", "course-neighbours"})
+#: every topic's logical name, from the registry (schemas.topics)
+ALL_TOPICS = tuple(t.name for t in TOPICS)
+COMPACTED = frozenset(t.name for t in TOPICS if t.compacted)
 
 
 async def wait_for_broker(settings: Settings, timeout: float = 30.0) -> AIOKafkaAdminClient:
@@ -41,8 +36,19 @@ async def wait_for_broker(settings: Settings, timeout: float = 30.0) -> AIOKafka
             await asyncio.sleep(0.5)
 
 
+def _partitions(name: str, settings: Settings) -> int:
+    return (spec(name).partitions if name in ALL_TOPICS else None) or settings.partitions
+
+
+def _compacted(name: str) -> bool:
+    return name in ALL_TOPICS and spec(name).compacted
+
+
 async def create_topics(settings: Settings, names: tuple[str, ...] = ALL_TOPICS) -> list[str]:
-    """Create the project's topics (idempotent); return the full names that were created."""
+    """Create the project's topics (idempotent); return the full names that were created.
+
+    A name outside the registry (a tool's scratch topic, e.g. the benchmark's) is created with
+    the settings' partition count and no compaction."""
     admin = await wait_for_broker(settings)
     created: list[str] = []
     try:
@@ -50,9 +56,9 @@ async def create_topics(settings: Settings, names: tuple[str, ...] = ALL_TOPICS)
         new = [
             NewTopic(
                 settings.topic(name),
-                num_partitions=settings.partitions,
+                num_partitions=_partitions(name, settings),
                 replication_factor=settings.replication,
-                topic_configs={"cleanup.policy": "compact"} if name in COMPACTED else {},
+                topic_configs={"cleanup.policy": "compact"} if _compacted(name) else {},
             )
             for name in names
             if settings.topic(name) not in existing

@@ -1,4 +1,4 @@
-"""The ``coursepulse`` command line: worker, demo, simulator, schemas, topics."""
+"""The ``coursepulse`` command line: worker, demo, simulator, schemas, topics, dead letters."""
 
 from __future__ import annotations
 
@@ -86,12 +86,27 @@ def build_parser() -> argparse.ArgumentParser:
     bn.add_argument("--profile-raw", type=Path, default=None, help="keep py-spy's raw profile here")
     bn.add_argument("--latency-at", default=None, metavar="RATES",
                     help="only (e): one worker's latency at these offered rates, ev/s, comma-separated (e.g. 300,600)")
+    dq = sub.add_parser("dlq", help="list dead letters, or re-send them to their source topic (idempotent)")
+    dq_sub = dq.add_subparsers(dest="dlq_command", required=True)
+    for name, text in (("list", "list the dead letters of events-dlq"),
+                       ("redrive", "re-send the original bytes of dead letters to their source topic")):
+        p = dq_sub.add_parser(name, help=text)
+        p.add_argument("--kind", action="append", default=None,
+                       help="only this error kind (decode, validation, key_mismatch, too_large, wrong_partition, internal); repeatable")
+        p.add_argument("--since", default=None, help="only dead letters since: 30m, 2h, 1d (ago), epoch ms, or ISO-8601 with an offset")
+        p.add_argument("--json", action="store_true", help="JSON Lines output")
+        if name == "redrive":
+            p.add_argument("--fix-key", action="store_true", help="key each record by the user_id in its payload (mis-keyed producers)")
+            p.add_argument("--dry-run", action="store_true", help="say what would be re-sent; send nothing")
+            p.add_argument("--no-progress", action="store_true", help="no progress bar")
     sk = sub.add_parser("soak", help="one worker under steady simulated traffic for minutes; its memory sampled (a report)")
     sk.add_argument("--json", type=Path, required=True, dest="json_out", help="write the report here (JSON)")
     sk.add_argument("--duration", type=float, default=600.0, help="seconds of traffic (default 600)")
     sk.add_argument("--load", type=float, default=0.5, help="share of the calibrated sustainable rate (default 0.5)")
     sk.add_argument("--rate", type=float, default=None, help="events/s instead of calibrating")
     sk.add_argument("--users", type=int, default=3000, help="simulated users (default 3000)")
+    sk.add_argument("--warmup", type=float, default=None,
+                    help="seconds of traffic before the measured --duration (default: none; the first sixth of the run is the warm-up)")
     return parser
 
 
@@ -114,15 +129,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return create_topics()
     if args.command == "simulate":
-        from streams.runner import run_simulate
+        from tools.simulator.command import run_simulate
 
         return run_simulate(args)
     if args.command == "eval":
-        from streams.offline import run_eval
+        from tools.evaluate import run_eval
 
         return run_eval(args)
     if args.command == "replay":
-        from streams.offline import run_replay
+        from tools.replay import run_replay
 
         return run_replay(args)
     if args.command == "datasets":
@@ -135,7 +150,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from rich.console import Console
         from rich.table import Table
 
-        from streams.bench import BenchConfig, run_bench, table_rows
+        from tools.bench import BenchConfig, run_bench, table_rows
 
         config = BenchConfig.create(
             events=args.events, quick=args.quick, json_out=args.json_out, oulad=args.oulad,
@@ -158,14 +173,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         import asyncio
 
         from streams.settings import Settings
-        from streams.soak import SoakConfig, run_soak
+        from tools.soak import SoakConfig, run_soak
 
-        config = SoakConfig(duration_s=args.duration, load=args.load, rate=args.rate, users=args.users)
+        config = SoakConfig(duration_s=args.duration, load=args.load, rate=args.rate, users=args.users,
+                            warmup_s=args.warmup)
         report = asyncio.run(run_soak(config, Settings.from_env(), args.json_out))
         print({k: v for k, v in report.items() if k not in ("samples", "config")})
         return 0 if report["worker_exit"] in (0, None) else 1
+    if args.command == "dlq":
+        from streams.dlq import run_dlq
+
+        return run_dlq(args)
     if args.command == "demo":
-        from streams.demo import run_demo
+        from tools.demo import run_demo
 
         return run_demo(args)
     return 2  # pragma: no cover - argparse rejects unknown commands

@@ -58,13 +58,16 @@ class ProduceStats:
 
     @property
     def total(self) -> int:
+        """Records sent, of every kind."""
         return sum(self.sent.values())
 
     @property
     def expected_dlq(self) -> int:
+        """Records sent that the worker must dead-letter (the bad kinds that are rejected)."""
         return sum(n for kind, n in self.bad.items() if BAD_KINDS[kind])
 
     def as_dict(self) -> dict[str, Any]:
+        """The counts as plain JSON-ready dicts, with the elapsed time."""
         return {"sent": dict(self.sent), "good": dict(self.good), "bad": dict(self.bad),
                 "expected_dlq": self.expected_dlq, "elapsed_s": round(time.monotonic() - self.started, 3)}
 

@@ -8,8 +8,10 @@ with a RocksDB store that had written them, Faust's consistency check sees a per
 past the "end" and stops the worker (``ConsistencyError``) on every restart.
 
 The end-offset probe fixes the end Faust works with: from the reported end less one it fetches
-each changelog partition until a fetch brings nothing new, and takes the offset after the last
-record it saw when that is further. ``COURSEPULSE_END_OFFSET_PROBE``:
+each changelog partition until the broker answers a fetch of it with nothing (not merely until a
+poll times out: on a loaded machine a slow first fetch looked like an empty log, and a failover
+recovered a partition to nothing), and takes the offset after the last record it saw when that
+is further. ``COURSEPULSE_END_OFFSET_PROBE``:
 
 * ``on``: probe before every recovery;
 * ``off``: Faust's behaviour, untouched;
@@ -35,16 +37,16 @@ from streams.kafka_auth import aiokafka_kwargs
 from streams.metrics import metrics
 from streams.settings import Settings
 
-__all__ = ["EndOffsetProbe", "install", "probe", "probe_stats", "wipe_partition"]
+__all__ = ["EndOffsetProbe", "install", "probe", "wipe_partition"]
 
 log = logging.getLogger(__name__)
 
-#: a probe stops when no fetch brought anything for this long (Tansu answers an empty fetch after
-#: about half the fetch max wait)
-_IDLE_S = 0.5
+#: how long one poll waits; a partition is at its end when the broker answered a fetch of it empty
+_POLL_MS = 200
 _FETCH_MAX_WAIT_MS = 100
-#: and in any case after this long (the ends found so far are used)
-_DEADLINE_S = 20.0
+#: a probe stops after this long in any case: the ends confirmed so far are used, the others
+#: stay at least where the broker reported them (logged)
+_DEADLINE_S = 60.0
 #: auto: the reported ends are taken as true after this many non-empty partitions were probed and
 #: none was short (a partition whose last batch holds one record looks right on Tansu too)
 _DECIDE_AFTER = 16
@@ -65,6 +67,7 @@ class EndOffsetProbe:
 
     @property
     def enabled(self) -> bool:
+        """Whether ends are probed: ``on``, or ``auto`` until the broker is seen to report true ends."""
         if self.mode == "on":
             return True
         if self.mode == "off":
@@ -92,24 +95,29 @@ class EndOffsetProbe:
         await consumer.start()
         try:
             deadline = started + _DEADLINE_S
-            tails, seen, complete = await _read_until_idle(
+            tails, done, seen = await _read_to_end(
                 consumer, {atp: max(0, ends[tp] - 1) for atp, tp in by_atp.items()}, deadline)
-            if not complete:
-                log.warning("end-offset probe stopped after %.0f s; using the ends found so far", _DEADLINE_S)
+            if len(done) < len(by_atp):
+                log.warning("end-offset probe: %d of %d changelog partitions not confirmed at their end after "
+                            "%.0f s; they recover at least to the end the broker reported",
+                            len(by_atp) - len(done), len(by_atp), _DEADLINE_S)
+                metrics.inc("recovery_probe_unconfirmed", by=len(by_atp) - len(done))
             for atp, end in tails.items():
                 tp = by_atp[atp]
                 ends[tp] = max(ends[tp], end)
-            # no record at the reported end - 1: the reported end is past the log (seen on Tansu
-            # after a broker restart: an end of 1 for an empty partition, so recovery waited for
-            # a record that never came); the true end is then found from the beginning
-            phantom = [atp for atp, tp in by_atp.items() if ends[tp] > 0 and atp not in tails]
+            # the broker answered "nothing" at the reported end - 1: the reported end is past the
+            # log (seen on Tansu after a broker restart: an end of 1 for an empty partition, so
+            # recovery waited for a record that never came); the true end is then found from the
+            # beginning, and an end is lowered only where that read was confirmed too
+            phantom = [atp for atp, tp in by_atp.items() if ends[tp] > 0 and atp in done and atp not in tails]
             if phantom:
                 starts = await consumer.beginning_offsets(phantom)
                 begin = {atp: int(starts.get(atp) or 0) for atp in phantom}
-                found, _, _ = await _read_until_idle(consumer, begin, deadline)
+                found, found_done, more = await _read_to_end(consumer, begin, deadline)
+                seen += more
                 for atp in phantom:
                     tp, end = by_atp[atp], found.get(atp, begin[atp])
-                    if end < ends[tp]:
+                    if atp in found_done and end < ends[tp]:
                         log.warning("%s[%d]: the broker reports its end at %d but the log ends at %d: "
                                     "recovery stops there", atp.topic, atp.partition, ends[tp], end)
                         ends[tp] = end
@@ -138,25 +146,42 @@ class EndOffsetProbe:
                              self.true_ends_seen)
 
 
-async def _read_until_idle(consumer: Any, starts: Mapping[Any, int],
-                           deadline: float) -> tuple[dict[Any, int], int, bool]:
-    """Read the partitions of ``starts`` from those offsets until a fetch brings nothing (or the
-    deadline): the offset after the last record seen per partition that had any, how many records
-    were read, and whether it ended on an empty fetch rather than the deadline."""
+async def _read_to_end(consumer: Any, starts: Mapping[Any, int],
+                      deadline: float) -> tuple[dict[Any, int], set[Any], int]:
+    """Read the partitions of ``starts`` from those offsets until, for each, a fetch at the
+    consumer's position came back empty (the partition's end at that moment), or the deadline.
+
+    Returns the offset after the last record seen per partition that had any, the partitions
+    whose end was confirmed that way, and how many records were read. A partition counts as at
+    its end only on the broker's own empty answer for it (aiokafka stamps every fetch response of
+    a partition, ``last_poll_timestamp``): a fetch that is merely slow (a loaded machine, a
+    connection still being set up) never ends a partition early.
+    """
     consumer.assign(list(starts))
     for atp, offset in starts.items():
         consumer.seek(atp, offset)
     tails: dict[Any, int] = {}
+    #: the poll stamp of the fetch response that carried a partition's last records
+    stamp_of_records: dict[Any, int | None] = {}
+    done: set[Any] = set()
     seen = 0
-    while time.monotonic() < deadline:
-        batch = await consumer.getmany(timeout_ms=int(_IDLE_S * 1000))
-        if not any(batch.values()):
-            return tails, seen, True
+    while len(done) < len(starts) and time.monotonic() < deadline:
+        open_tps = [atp for atp in starts if atp not in done]
+        batch = await consumer.getmany(*open_tps, timeout_ms=_POLL_MS)
         for atp, records in batch.items():
             if records:
                 seen += len(records)
                 tails[atp] = max(tails.get(atp, 0), records[-1].offset + 1)
-    return tails, seen, False
+                stamp_of_records[atp] = consumer.last_poll_timestamp(atp)
+        for atp in open_tps:
+            if batch.get(atp):
+                continue
+            stamp = consumer.last_poll_timestamp(atp)
+            # a response for this partition after the one that carried its last records, and it
+            # brought nothing (records are handed out before the partition is fetched again)
+            if stamp is not None and stamp != stamp_of_records.get(atp):
+                done.add(atp)
+    return tails, done, seen
 
 
 #: the worker's probe (set by :func:`install`)
@@ -281,9 +306,3 @@ def _no_auto_create_on_metadata() -> None:
     init.coursepulse_no_auto_create = True  # type: ignore[attr-defined]
     cls.__init__ = init
 
-
-def probe_stats() -> dict[str, Any]:
-    """The probe's mode, what it learned and its last figures (for ``/stats``)."""
-    if probe is None:
-        return {}
-    return {"mode": probe.mode, "enabled": probe.enabled, "short_ends": probe.short_ends, **probe.last}

@@ -1,20 +1,17 @@
-"""Process entry points behind the CLI: the worker, topic creation, the simulator."""
+"""Process entry points behind the CLI: the worker and topic creation."""
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import logging
-import os
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
 
 from streams.admin import create_topics as _create_topics
 from streams.embedded import EmbeddedServices
 from streams.settings import Settings
 
-__all__ = ["create_topics", "run_simulate", "run_worker"]
+__all__ = ["create_topics", "run_worker"]
 
 log = logging.getLogger(__name__)
 
@@ -52,9 +49,6 @@ def run_worker() -> int:
     try:
         if not settings.kafka_broker or not settings.redis_url:
             settings = services.start()
-            # streams.app reads the environment: hand it what the embedded launcher set
-            changed = ("KAFKA_BROKER", "REDIS_URL", "COURSEPULSE_END_OFFSET_PROBE", "COURSEPULSE_RECOVERY_CONSISTENCY_CHECK")
-            os.environ.update({k: v for k, v in settings.to_env().items() if k in changed})
         asyncio.run(_create_topics(settings))
         Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
         from models.kernels import warm_up
@@ -63,9 +57,12 @@ def run_worker() -> int:
         _use_uvloop()
         import faust
 
-        from streams.app import app, load_agents
+        from streams.app import configure, get_app, install_patches, load_agents
 
+        configure(settings)  # the default app is built from these (embedded broker included)
+        install_patches(settings)
         load_agents()
+        app = get_app()
         _watch_stalls(app)
 
         worker = faust.Worker(app, loglevel=settings.log_level.upper(), quiet=True)
@@ -89,51 +86,4 @@ def create_topics() -> int:
     created = asyncio.run(_create_topics(settings))
     for name in created:
         print(name)
-    return 0
-
-
-def _parse_start(text: str | None) -> int | None:
-    """``--start`` as epoch millis: ISO-8601 date or date-time; UTC when no offset is given."""
-    if text is None:
-        return None
-    from schemas.base import parse_ts
-
-    if len(text) == 10:  # a date alone
-        text += "T00:00:00"
-    if not (text.endswith(("Z", "z")) or "+" in text[10:] or "-" in text[10:]):
-        text += "+00:00"
-    return parse_ts(text, "--start")
-
-
-def run_simulate(args: argparse.Namespace) -> int:
-    """``coursepulse simulate``: to a JSON Lines file (and ground truth), or to the topics."""
-    from streams.simulator import PlatformSimulator, SimConfig, write_jsonl, write_truth
-
-    sim = PlatformSimulator(
-        SimConfig(users=args.users, courses=args.courses, days=args.days, seed=args.seed,
-                  start_ms=_parse_start(args.start))
-    )
-    if args.out is not None:
-        n = write_jsonl(sim.events(), args.out)
-        print(f"wrote {n} events to {args.out}")
-        if args.truth_dir is not None:
-            write_truth(sim.truth(), args.truth_dir)
-            print(f"wrote ground truth to {args.truth_dir}")
-        return 0
-    settings = Settings.from_env()
-    if not settings.kafka_broker:
-        print("KAFKA_BROKER is not set: use --out FILE, or `coursepulse demo` for the embedded broker",
-              file=sys.stderr)
-        return 2
-    from streams.producer import produce
-
-    asyncio.run(_create_topics(settings))
-    started = datetime.now(UTC).isoformat(timespec="seconds")
-    stats = asyncio.run(
-        produce(settings, sim.events(), rate=args.rate, duration=args.duration,
-                bad_fraction=args.bad_fraction, seed=args.seed)
-    )
-    print(f"{started}: sent {stats.total} records {stats.as_dict()}")
-    if args.truth_dir is not None:
-        write_truth(sim.truth(), args.truth_dir)
     return 0

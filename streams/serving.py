@@ -57,8 +57,8 @@ class RedisServing:
         self.backoff_s = backoff_s
         self.backoff_max_s = backoff_max_s
         self.max_owed = max_owed
-        self._client = aioredis.from_url(url, socket_timeout=1.0, socket_connect_timeout=1.0,
-                                         **(client_options or {}))
+        self._client_options = dict(client_options or {})
+        self._redis: aioredis.Redis | None = None  # made on first use: constructing reads no setting
         self._down_until = 0.0
         self._delay = 0.0  # the current pause after a failure; 0 while Redis answers
         self._seq = 0  # orders owed values against writes in flight
@@ -80,7 +80,16 @@ class RedisServing:
                    backoff_max_s=settings.redis_backoff_max_s, max_owed=settings.redis_max_owed,
                    client_options=settings.redis_options())
 
+    @property
+    def _client(self) -> aioredis.Redis:
+        """The Redis client, made on first use (so importing the worker's modules needs no Redis URL)."""
+        if self._redis is None:
+            self._redis = aioredis.from_url(self.url, socket_timeout=1.0, socket_connect_timeout=1.0,
+                                            **self._client_options)
+        return self._redis
+
     def key(self, kind: str, ident: str) -> str:
+        """The Redis key of one serving value, e.g. ``cp:rec:u1``."""
         return f"{self.prefix}{kind}:{ident}"
 
     # ------------------------------------------------------------------ state
@@ -281,4 +290,6 @@ class RedisServing:
         return value
 
     async def close(self) -> None:
-        await self._client.aclose()
+        """Close the client, if one was made."""
+        if self._redis is not None:
+            await self._redis.aclose()

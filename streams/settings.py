@@ -39,6 +39,7 @@ class Settings:
     max_future_s: float = _f("COURSEPULSE_MAX_FUTURE_S", 86_400.0, "Events whose ts is further ahead of the wall clock go to the DLQ.")
     allowed_lateness_s: float = _f("COURSEPULSE_ALLOWED_LATENESS_S", 3_600.0, "Watermark = largest event time seen in the partition minus this.")
     dedupe_window: int = _f("COURSEPULSE_DEDUPE_WINDOW", 128, "Recent event ids remembered per user for de-duplication.")
+    offset_continuity: bool = _f("COURSEPULSE_OFFSET_CONTINUITY", True, "The ingest agent checks that it processes every input offset and reads a skipped run again (a consumer drops records around rebalances); a gap the log itself has (transaction markers, compaction) costs one probe read. Off: Faust's delivery, unchecked.")
     reroute_mispartitioned: bool = _f("COURSEPULSE_REROUTE_MISPARTITIONED", True, "An input record on a partition other than the one Kafka's default (murmur2) partitioner gives its key is re-sent to that partition (true) or dead-lettered with kind `wrong_partition` (false); either way it is counted (`mispartitioned`), so a user's state is never split between workers.")
     ingest_batch: int = _f("COURSEPULSE_INGEST_BATCH", 500, "Input events taken per batch (state is written once per user and batch).")
     ingest_batch_within_s: float = _f("COURSEPULSE_INGEST_BATCH_WITHIN_S", 0.02, "A batch is processed when full or after this many seconds.")

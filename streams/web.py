@@ -1,16 +1,30 @@
-"""The worker's HTTP endpoints: health, metrics, and reads of the serving copies."""
+"""The worker's HTTP endpoints: the operator page, health, metrics, and reads of the serving copies."""
 
 from __future__ import annotations
 
 import orjson
 from faust.web import Request, Response, View
 
+from streams import runtime
 from streams.app import app, settings
 from streams.health import BrokerWatch, readiness
 from streams.metrics import metrics
+from streams.observe import OpsSensor, consumer_source, quality_source, recovery_source
+from streams.operator_page import PAGE
+from streams.providers import lookup
 from streams.runtime import index, serving
 
-__all__ = ["ChurnView", "HealthView", "LiveView", "MetricsView", "ReadyView", "NeighboursView", "ProfileView", "RecommendationsView", "StatsView", "watch"]
+__all__ = ["ChurnView", "HealthView", "LiveView", "MetricsView", "OperatorView", "ReadyView", "RecentView", "NeighboursView",
+           "ProfileView", "RecommendationsView", "StatsView", "ops_sensor", "watch"]
+
+#: latency of input records, records sent per topic, the latest dead letters and alerts, HR@N
+ops_sensor = OpsSensor(metrics, settings.topic_prefix)
+app.sensors.add(ops_sensor)
+metrics.add_source(consumer_source(app, settings.topic_prefix))
+metrics.add_source(recovery_source(app))
+# partition -> retention models, read at scrape time (tests/integration/test_operations.py fails
+# when none are found on a worker that processes events)
+metrics.add_source(quality_source(lambda: getattr(runtime, "retention", {})))
 
 
 def _json(web, body: object, status: int = 200) -> Response:  # noqa: ANN001
@@ -23,6 +37,24 @@ async def _served(web, kind: str, ident: str, what: str) -> Response:  # noqa: A
     if value is None:
         return _json(web, {"error": f"no {what} for {ident!r}"}, status=404)
     return web.bytes(value, content_type="application/json")
+
+
+@app.page("/")
+class OperatorView(View):
+    """The operator page: plain HTML whose inline script polls this worker's JSON endpoints."""
+
+    async def get(self, request: Request) -> Response:
+        return self.web.bytes(PAGE, headers={"Content-Type": "text/html; charset=utf-8", "Cache-Control": "no-store"})
+
+
+@app.page("/ops/recent")
+class RecentView(View):
+    """The latest dead letters and churn alerts this worker sent (newest first)."""
+
+    async def get(self, request: Request) -> Response:
+        n = min(50, max(1, int(request.query.get("n", "20")) if request.query.get("n", "20").isdigit() else 20))
+        return _json(self.web, {"dlq": ops_sensor.latest("events-dlq", n), "alerts": ops_sensor.latest("churn-alerts", n),
+                                "app_id": settings.app_id, "topic_prefix": settings.topic_prefix})
 
 
 @app.page("/healthz")
@@ -69,12 +101,23 @@ class StatsView(View):
         return _json(self.web, metrics.snapshot())
 
 
-@app.page("/metrics")
-class MetricsView(View):
-    """Prometheus text format."""
+@app.page("/consumer")
+class ConsumerView(View):
+    """Per input partition: assigned, fetched, paused or held back, position and highwater."""
 
     async def get(self, request: Request) -> Response:
-        return self.web.bytes(metrics.prometheus().encode(), content_type="text/plain; version=0.0.4")
+        from streams.health import consumer_state
+
+        return _json(self.web, consumer_state(app))
+
+
+@app.page("/metrics")
+class MetricsView(View):
+    """Prometheus text format (every family with HELP and TYPE; ``streams.metrics.CATALOGUE``)."""
+
+    async def get(self, request: Request) -> Response:
+        return self.web.bytes(metrics.prometheus().encode(),
+                              headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
 
 
 @app.page("/profiles/{user_id}")
@@ -108,11 +151,12 @@ class ChurnView(View):
     """Churn risk and its top factors, computed by the worker that owns the user (else 404)."""
 
     async def get(self, request: Request, user_id: str) -> Response:
-        from agents.ingest import partition_stats
-        from agents.score_churn import models_for
         from models.profile import UserState
         from streams import tables
 
+        partition_stats, models_for = lookup("partition_stats"), lookup("retention_models")
+        if partition_stats is None or models_for is None:
+            return _json(self.web, {"error": "churn scoring does not run on this worker"}, status=503)
         if app.rebalancing or not app.tables.recovery.completed.is_set():
             return _json(self.web, {"error": "recovering partitions, try again"}, status=503)
         raw = tables.users.get(user_id)

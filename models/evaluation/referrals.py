@@ -312,8 +312,8 @@ def _write_block(path: Path, block: str) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m models.evaluation.referrals EVENTS TRUTH_DIR [--out docs/referrals.md] [--json F]``."""
+    from models.datasets.truth import read_truth
     from schemas.eventfile import read_events
-    from streams.simulator import read_truth
 
     p = argparse.ArgumentParser(prog="python -m models.evaluation.referrals", description=__doc__.splitlines()[0])
     p.add_argument("events", type=Path, help="event file (JSON Lines, event-time order)")

@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 
 from schemas.eventfile import read_events
-from streams.simulator import PlatformSimulator, SimConfig, write_jsonl
 from tests.fault.harness import expected_counts
 from tests.fault.scenarios import Run, run_scenario
+from tools.simulator import PlatformSimulator, SimConfig, write_jsonl
 
 #: the event file: ~300 users, 21 days, ~3,100 user events and 120 courses (seed 11)
 SIM = SimConfig(users=300, days=21.0, seed=11, start_ms=1_735_689_600_000)  # 2025-01-01
@@ -29,9 +29,8 @@ RESULTS: dict[tuple[str, str], dict[str, Any]] = {}
 #: fail most often, ~3-4 min), ``off``
 QUICK = {
     ("fault_free", "memory://"), ("fault_free", "rocksdb://"),
-    # kill9_late on memory:// is out of the quick set while it fails intermittently (5 users'
-    # state short in 1 of ~4 runs; the reliability issue is open for it): `make test-fault` runs it
-    ("kill9_late", "rocksdb://"),
+    ("kill9_late", "memory://"), ("kill9_late", "rocksdb://"),
+    ("two_workers_one_killed", "memory://"),
     ("bad_records", "rocksdb://"),
     ("misrouted", "memory://"),
 }

@@ -1,5 +1,5 @@
 """One file, two paths: a real worker on the embedded broker and ``coursepulse eval``'s code path
-(:func:`streams.offline.build_evaluator`) find the same state and the same last list per user.
+(:func:`tools.evaluate.build_evaluator`) find the same state and the same last list per user.
 
 Both fold events with the same step (``models/step.py``). The file ends with one share per user,
 an hour of event time after everything else (shares change no co-occurrence). The live run gets
@@ -44,10 +44,10 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from schemas import Course, Purchase, Share, View
 from schemas.eventfile import read_events, write_events
 from streams.admin import create_topics
-from streams.offline import build_evaluator
 from streams.producer import produce
 from streams.settings import Settings
 from tests.conftest import read_topic, run
+from tools.evaluate import build_evaluator
 
 pytestmark = pytest.mark.integration
 NOW = 1_767_225_600_000  # fixed event time: results do not depend on the wall clock

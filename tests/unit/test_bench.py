@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from streams.bench import (
+from streams.cli import build_parser
+from tools.bench import (
     CATALOGUE_SIZES,
     EVENT_LOOP_C,
     PAIR_SIZES,
@@ -22,7 +23,6 @@ from streams.bench import (
     summarise_profile,
     table_rows,
 )
-from streams.cli import build_parser
 
 
 def _positive(x: object) -> bool:

@@ -49,3 +49,215 @@ def test_never_past_a_message_still_in_flight():
 def test_nothing_new_to_commit():
     assert _new_offset(_Consumer([], committed=5), TP) is None
     assert _new_offset(_Consumer([3, 4], committed=5), TP) is None
+
+
+class _App:
+    def __init__(self, flow_active: bool, generation: int) -> None:
+        from mode.utils.queues import FlowControlEvent
+
+        self.flow_control = FlowControlEvent()
+        if flow_active:
+            self.flow_control.resume()
+        else:
+            self.flow_control.suspend()
+        self.consumer_generation_id = generation
+
+        class _Topics:
+            @staticmethod
+            def acks_enabled_for(topic: str) -> bool:
+                return True
+
+        self.topics = _Topics()
+
+
+class _AckConsumer:
+    """What Faust's ``Consumer.ack`` touches, around a real faust ``Message``."""
+
+    def __init__(self, app: _App) -> None:
+        self.app = app
+        self._acked = defaultdict(list)
+        self._acked_index = defaultdict(set)
+        self._committed_offset = defaultdict(lambda: None)
+        self._unacked_messages: set = set()
+        self._waiting_for_ack = None
+        self._n_acked = 0
+
+
+def _message(offset: int, generation: int):
+    from faust.types import TP as FaustTP
+    from faust.types.tuples import Message
+
+    return Message("views", 0, offset, 0.0, 0, None, b"k", b"v", None, tp=FaustTP("views", 0),
+                   generation_id=generation)
+
+
+def _ack_fn():
+    from faust.transport import consumer
+
+    from streams.commits import install
+
+    install()
+    return consumer.Consumer.ack
+
+
+def test_an_ack_while_flow_control_is_suspended_is_not_committable():
+    """A stream skips (and acks) messages it reads once a rebalance suspended flow control; such an
+    ack must not move the commit point past a message that was never processed."""
+    ack = _ack_fn()
+    c = _AckConsumer(_App(flow_active=False, generation=3))
+    m = _message(41, generation=3)
+    c._unacked_messages.add(m)
+    assert ack(c, m) is False
+    assert m.acked and m not in c._unacked_messages  # released: wait_empty does not wait for it
+    assert c._acked[("views", 0)] == [] and _new_offset(c, ("views", 0)) is None
+
+
+def test_an_ack_of_an_older_generation_is_not_committable_and_a_current_one_is():
+    ack = _ack_fn()
+    c = _AckConsumer(_App(flow_active=True, generation=4))
+    old, new = _message(7, generation=3), _message(8, generation=4)
+    c._unacked_messages |= {old, new}
+    assert ack(c, old) is False and old.acked
+    assert ack(c, new) is True
+    from faust.types import TP as FaustTP
+
+    assert c._acked[FaustTP("views", 0)] == [8]
+    assert _new_offset(c, FaustTP("views", 0)) == 7  # offset 7 comes again after the seek
+
+
+def test_a_skipped_offset_holds_the_commit_until_it_is_processed():
+    """The loss the fault suite saw in failovers: a message skipped during a rebalance, then later
+    offsets processed; the commit must not pass the skipped one until its redelivery is processed."""
+    from faust.types import TP as FaustTP
+
+    ack = _ack_fn()
+    app = _App(flow_active=False, generation=5)
+    c = _AckConsumer(app)
+    skipped = _message(7, generation=5)
+    c._unacked_messages.add(skipped)
+    ack(c, skipped)  # during the rebalance: released, not committable
+    app.flow_control.resume()
+    for offset in (6, 8, 9):
+        m = _message(offset, generation=5)
+        c._unacked_messages.add(m)
+        assert ack(c, m) is True
+    tp = FaustTP("views", 0)
+    assert _new_offset(c, tp) == 7  # not 10: offset 7 was never processed
+    again = _message(7, generation=5)  # delivered again after the seek, processed
+    c._unacked_messages.add(again)
+    ack(c, again)
+    assert _new_offset(c, tp) == 10
+
+
+def test_a_hole_below_the_committed_offset_is_forgotten():
+    from faust.types import TP as FaustTP
+
+    ack = _ack_fn()
+    app = _App(flow_active=False, generation=2)
+    c = _AckConsumer(app)
+    tp = FaustTP("views", 0)
+    skipped = _message(3, generation=2)
+    ack(c, skipped)
+    app.flow_control.resume()
+    c._committed_offset[tp] = 20  # another owner processed it and committed past it
+    m = _message(25, generation=2)
+    c._unacked_messages.add(m)
+    ack(c, m)
+    assert _new_offset(c, tp) == 26
+
+
+def test_partitions_without_a_commit_are_positioned_by_the_reset_policy_after_the_seek():
+    """aiokafka's seek_to_committed leaves a partition with no commit (or a commit of 0) where
+    its fetcher got to while Faust dropped the records of the rebalance: its first records were
+    never processed. They must be positioned as a group without a commit starts (earliest)."""
+    import asyncio
+
+    from aiokafka import TopicPartition
+
+    from streams.commits import _wrap_seek_to_committed
+
+    seen: list[tuple] = []
+
+    class _Kafka:
+        def seek(self, tp, offset):
+            seen.append(("seek", tp.topic, tp.partition, offset))
+
+        async def seek_to_beginning(self, *tps):
+            seen.extend(("beginning", tp.topic, tp.partition) for tp in tps)
+
+        async def seek_to_end(self, *tps):
+            seen.extend(("end", tp.topic, tp.partition) for tp in tps)
+
+    committed = {TopicPartition("views", 0): None, TopicPartition("views", 1): 0,
+                 TopicPartition("views", 2): 57, TopicPartition("cp-users-changelog", 0): None}
+
+    class _Thread:
+        class app:  # noqa: N801 - the attributes faust's consumer thread reaches
+            class tables:  # noqa: N801
+                changelog_topics = {"cp-users-changelog"}
+
+            class conf:  # noqa: N801
+                consumer_auto_offset_reset = "earliest"
+
+        kafka = _Kafka()
+
+        def _ensure_consumer(self):
+            return self.kafka
+
+        async def call_thread(self, fun, *args):
+            return await fun(*args)
+
+    async def original(self):
+        return committed
+
+    result = asyncio.run(_wrap_seek_to_committed(original)(_Thread()))
+    assert result is committed
+    assert sorted(seen) == [("beginning", "views", 0), ("seek", "views", 1, 0)]
+
+
+def test_the_producer_buffer_flush_waits_for_what_was_queued_and_only_that():
+    """Faust's flush returned when one message took over 0.1 s, with records still queued, and
+    the commit that follows it then covered changelog writes not yet sent. Waiting for an empty
+    buffer instead would starve commits under steady load: what was queued at the start counts."""
+    import asyncio
+
+    import pytest
+    from faust.exceptions import ProducerSendError
+    from faust.transport.producer import ProducerBuffer
+
+    from streams.commits import install
+
+    install()
+
+    class _Buffer:
+        state = "running"
+        app = None
+
+        def __init__(self, futs) -> None:
+            self.pending = asyncio.Queue()
+            for f in futs:
+                self.pending.put_nowait(f)
+
+    async def run(fail: bool) -> tuple[int, int]:
+        loop = asyncio.get_running_loop()
+        queued = [loop.create_future() for _ in range(3)]
+        buf = _Buffer(queued)
+        later = loop.create_future()
+
+        async def sender() -> None:
+            for f in queued:
+                await asyncio.sleep(0.3)  # each message slower than Faust's 0.1 s
+                if fail and f is queued[-1]:
+                    f.set_exception(OSError("broker gone"))
+                else:
+                    f.set_result(None)
+            buf.pending.put_nowait(later)  # queued after the flush began: not waited for
+
+        task = asyncio.ensure_future(sender())
+        await ProducerBuffer.flush(buf)
+        await task
+        return sum(1 for f in queued if f.done()), int(later.done())
+
+    assert asyncio.run(run(fail=False)) == (3, 0)
+    with pytest.raises(ProducerSendError):
+        asyncio.run(run(fail=True))

@@ -441,3 +441,60 @@ def test_simulator_off_and_topics_job(k8s_docs: list[tuple[Path, dict[str, Any]]
     assert deployment["spec"]["replicas"] == 0
     job = _one(k8s_docs, "Job")
     assert job["spec"]["template"]["spec"]["restartPolicy"] in ("OnFailure", "Never")
+
+
+# --------------------------------------------------------------------------- monitoring
+
+PROMETHEUS = ROOT / "deploy" / "prometheus" / "prometheus.yml"
+GRAFANA = ROOT / "deploy" / "grafana"
+
+
+def _dashboard_exprs() -> list[str]:
+    dashboard = json.loads((GRAFANA / "dashboards" / "coursepulse.json").read_text())
+    return [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+
+
+def test_compose_monitoring_is_an_optional_profile(services: dict[str, Any]) -> None:
+    for name in ("prometheus", "grafana"):
+        assert services[name].get("profiles") == ["monitoring"], name
+        for volume in services[name]["volumes"]:
+            source = volume.split(":", 1)[0]
+            if source.startswith("./"):
+                assert (ROOT / source).exists(), f"{name} mounts a missing {source}"
+    for name in COURSEPULSE_SERVICES:  # the default `docker compose up` is unchanged
+        assert "profiles" not in services[name]
+
+
+def test_prometheus_scrapes_every_worker_replica(worker_env: dict[str, str]) -> None:
+    config = yaml.safe_load(PROMETHEUS.read_text())
+    (job,) = config["scrape_configs"]
+    assert job["metrics_path"] == "/metrics"
+    (sd,) = job["dns_sd_configs"]
+    assert sd["names"] == ["worker"] and sd["type"] == "A"
+    assert str(sd["port"]) == worker_env["COURSEPULSE_WEB_PORT"]
+
+
+def test_grafana_provisions_the_datasource_the_dashboard_uses() -> None:
+    datasources = yaml.safe_load((GRAFANA / "provisioning" / "datasources" / "prometheus.yml").read_text())
+    (ds,) = datasources["datasources"]
+    assert ds["type"] == "prometheus" and ds["url"] == "http://prometheus:9090"
+    dashboard = json.loads((GRAFANA / "dashboards" / "coursepulse.json").read_text())
+    uids = {t["datasource"]["uid"] for p in dashboard["panels"] for t in p["targets"]}
+    assert uids == {ds["uid"]}
+    provider = yaml.safe_load((GRAFANA / "provisioning" / "dashboards" / "coursepulse.yml").read_text())
+    assert provider["providers"][0]["options"]["path"] == "/var/lib/grafana/dashboards"
+    ids = [p["id"] for p in dashboard["panels"]]
+    assert len(ids) == len(set(ids)) and all(p["title"] for p in dashboard["panels"])
+
+
+def test_dashboard_queries_only_declared_metrics() -> None:
+    """Each metric a panel queries is in the worker's catalogue (a live worker exporting them
+    all: tests/integration/test_operations.py)."""
+    from streams.metrics import CATALOGUE, family_name
+
+    declared = set()
+    for name, spec in CATALOGUE.items():
+        family = family_name(name)
+        declared |= {family + s for s in {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count")}.get(spec.type, ("",))}
+    queried = {n for e in _dashboard_exprs() for n in re.findall(r"\b(coursepulse_[a-z0-9_]+)", e)}
+    assert queried and not queried - declared, sorted(queried - declared)

@@ -190,3 +190,23 @@ def test_repeats_are_found_after_the_id_list_is_replaced_or_read_back():
     s.recent_ids.append("v8")  # changed in place elsewhere
     assert not s.apply(view(8, T0 + 3 * H))
     assert "_ids_cache" not in s.to_dict()
+
+
+def test_an_event_older_than_the_full_session_window_opens_no_session():
+    """A record re-routed (or redelivered) after the user's window moved on: in order it sat in a
+    session with its neighbours; counted as a new one, the profile differed by the arrival order."""
+    from models.profile import RECENT_WINDOW, SESSION_GAP_MS, UserState
+    from schemas.events import View
+
+    base = 1_735_689_600_000
+    s = UserState("u1")
+
+    def view(i: int, ts: int) -> View:
+        return View(event_id=f"e{i}", user_id="u1", ts=ts, schema_version=1, course_id="c1", lesson_id="l1",
+                    watch_seconds=60.0, progress=0.1)
+
+    for i in range(RECENT_WINDOW):
+        s.apply(view(i, base + (i + 10) * 2 * SESSION_GAP_MS))  # each its own session
+    assert s.sessions == RECENT_WINDOW
+    s.apply(view(999, base))  # far older than the whole window
+    assert s.sessions == RECENT_WINDOW

@@ -380,7 +380,7 @@ def test_precision_at_k_breaks_ties_in_expectation():
 
 
 def test_evaluation_replays_a_simulation_against_its_truth():
-    from streams.simulator import PlatformSimulator, SimConfig
+    from tools.simulator import PlatformSimulator, SimConfig
 
     sim = PlatformSimulator(SimConfig(users=300, days=30, seed=5, start_ms=T0))
     events = list(sim.events())

@@ -11,12 +11,12 @@ from collections import Counter
 import pytest
 
 from schemas.base import format_ts, parse, to_dict
+from schemas.eventfile import read_events
 from schemas.events import Course, Purchase, Share, View
-from streams.simulator import (
+from tools.simulator import (
     PlatformSimulator,
     SimConfig,
     SimTruth,
-    read_jsonl,
     read_truth,
     write_jsonl,
     write_truth,
@@ -222,7 +222,7 @@ def test_jsonl_round_trip(run, tmp_path) -> None:
     assert write_jsonl(iter(events), path) == len(events)
     first = path.read_text().splitlines()[0]
     assert first.startswith('{"type":"course"')
-    assert list(read_jsonl(path)) == events
+    assert list(read_events(path)) == events
 
 
 def test_read_jsonl_reports_the_line(tmp_path) -> None:
@@ -230,10 +230,10 @@ def test_read_jsonl_reports_the_line(tmp_path) -> None:
     path.write_text('{"type":"share","event_id":"e1","user_id":"u1","ts":1,"schema_version":1,'
                     '"course_id":"c1","channel":"fax","share_id":"s1"}\n')
     with pytest.raises(Exception, match=r"bad.jsonl:1: channel"):
-        list(read_jsonl(path))
+        list(read_events(path))
     path.write_text('\n{"type":"nope"}\n')
     with pytest.raises(Exception, match=r":2: type"):
-        list(read_jsonl(path))
+        list(read_events(path))
 
 
 def test_truth_files(run, tmp_path) -> None:

@@ -1,13 +1,13 @@
 """The empty-agent baseline of ``coursepulse bench``: the project's Faust app, one agent that only counts.
 
-Run by the benchmark as ``python -m streams.bench_empty`` with the settings' environment (its
+Run by the benchmark as ``python -m tools.bench.empty_agent`` with the settings' environment (its
 own topic prefix and app id) and two more variables:
 
 - ``COURSEPULSE_BENCH_PROGRESS``: a JSON file this process rewrites (atomically) every 0.25 s and
   when the last expected event arrives: ``{"n", "first", "last", "pid"}`` (wall-clock seconds);
 - ``COURSEPULSE_BENCH_EXPECTED``: how many events make "the last one".
 
-It is the very ``faust.App`` of :mod:`streams.app` (same broker URL, partitions, session timeout
+It is the very default ``faust.App`` of :mod:`streams.app` (same broker URL, partitions, session timeout
 and heartbeat, serializers, producer and stream settings) iterating the very topic object the
 ingest agent reads (:data:`streams.topics.user_events`, ``stream.events()``), under uvloop like
 ``coursepulse worker``: the only difference from the pipeline is the agent's body.
@@ -38,8 +38,10 @@ def main() -> int:
         pass
     import faust
 
-    from streams.app import app, settings
+    from streams.app import app, install_patches, settings
     from streams.topics import user_events
+
+    install_patches(settings)  # as the worker does (streams.runner)
 
     state: dict[str, float | int | None] = {"n": 0, "first": None, "last": None}
 
@@ -72,5 +74,5 @@ def main() -> int:
     return 0
 
 
-if __name__ == "__main__":  # pragma: no cover - run as a child process by streams.bench
+if __name__ == "__main__":  # pragma: no cover - run as a child process by tools.bench
     sys.exit(main())

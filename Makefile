@@ -53,7 +53,7 @@ clean: ## remove the venv and caches
 reports: $(STAMP) ## regenerate docs/eval (OULAD, simulator and its profiles; ~40 min)
 	$(BIN)/coursepulse datasets oulad ../shared/data/oulad --out out/oulad
 	$(BIN)/coursepulse eval out/oulad/events.jsonl --labels out/oulad/labels.csv --as-of 2014-01-01T00:00:00Z \
-		--rec-interval-s 86400 --report docs/eval/oulad --title "CoursePulse on OULAD (real data, CC-BY 4.0)"
+		--report docs/eval/oulad --title "CoursePulse on OULAD (real data, CC-BY 4.0)"
 	$(BIN)/coursepulse simulate --users 3000 --days 120 --seed 7 --start 2025-01-01 \
 		--out out/sim/events.jsonl --truth-dir out/sim/truth
 	$(BIN)/coursepulse eval out/sim/events.jsonl --labels out/sim/truth/labels.csv --as-of 2025-03-15T00:00:00Z \

@@ -5,6 +5,11 @@ batch, holding the rows that partition owns), so one worker owns each course's r
 changelog-backed: it moves with the partition). Changed rows are turned into neighbour lists by
 the Numba kernel on a timer and published, keyed by course, to the compacted
 ``course-neighbours`` topic that every worker reads (``agents/broadcast_neighbours.py``).
+
+The set of changed rows lives in memory: when a ``course-cooc`` partition is assigned (a start,
+a restart after a crash, a rebalance), every row of it is published again once its table is
+recovered, so rows changed since their previous owner's last tick are not left unpublished, and
+every list is recomputed from the popularity of its courses at that time.
 """
 
 from __future__ import annotations
@@ -18,13 +23,28 @@ from models.recommend import RowUpdate, apply_update, inflation, new_row, rows_n
 from streams import tables, topics
 from streams.app import app, settings
 from streams.metrics import metrics
-from streams.runtime import PartitionScope, dirty_rows, index
+from streams.partitioning import partition_for
+from streams.runtime import PartitionScope, handover, index
 
 __all__ = ["accumulate_similarity", "parse_updates", "publish_neighbours"]
 
 log = logging.getLogger(__name__)
 _HL_MS = settings.half_life_days * DAY_MS
 _latest_ts: dict[str, int] = {"ts": 0}
+
+
+def _mark_rescanned() -> None:
+    """Once the tables are recovered: mark every row of the partitions to rescan as changed
+    (``course-cooc`` partitions assigned to this worker: ``streams.partitions``)."""
+    if not handover.rescan_partitions or not app.tables.recovery.completed.is_set():
+        return
+    parts, n = handover.rescan_partitions, topics.course_cooc.partitions or settings.partitions
+    handover.rescan_partitions = set()
+    for course_id, entry in list(tables.cooc.items()):
+        partition = partition_for(course_id.encode(), n)
+        if partition in parts and entry:
+            handover.dirty_rows.setdefault(course_id, partition)
+            _latest_ts["ts"] = max(_latest_ts["ts"], int(entry["ts"]))
 
 
 @app.agent(topics.course_cooc)
@@ -50,7 +70,7 @@ async def accumulate_similarity(stream):  # noqa: ANN001 - faust stream
             applied += len(updates)
         for course_id, (entry, scope) in rows.items():
             scope.put(tables.cooc, course_id, entry)  # the partition its bundle came in on
-            dirty_rows[course_id] = scope.partition
+            handover.mark_row(course_id, scope.partition)
         metrics.inc("cooc_updates_applied", by=applied)
 
 
@@ -70,10 +90,10 @@ async def publish_neighbours() -> None:
     broadcast index. A row that met a course whose popularity is not known yet (its owner has
     not published it) stays marked and is computed again on the next tick.
     """
-    if not dirty_rows:
+    _mark_rescanned()
+    if not handover.dirty_rows:
         return
-    batch = list(dirty_rows.items())
-    dirty_rows.clear()
+    batch = handover.take_rows()
     now = _latest_ts["ts"]
     scale = inflation(now, _HL_MS)
     total = float(index.popularity(now).sum()) or 1.0
@@ -95,7 +115,7 @@ async def publish_neighbours() -> None:
     pops = [entry["pop"] / scale for _, _, entry in owned]
     for (course_id, partition, _), neighbours, missing, pop in zip(owned, lists, unknown.tolist(), pops, strict=True):
         if missing:
-            dirty_rows.setdefault(course_id, partition)
+            handover.dirty_rows.setdefault(course_id, partition)
         value = {"course_id": course_id, "pop": pop, "ts": now, "neighbours": neighbours}
         await topics.course_neighbours.send(key=course_id.encode(), value=orjson.dumps(value), partition=partition)
         metrics.inc("neighbour_lists_published")

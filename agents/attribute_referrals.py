@@ -1,7 +1,7 @@
 """Attribute invitees' purchases to the shares that brought them, across partitions.
 
 A sharer and their invitee usually live on different partitions. The ingest agent sends both
-halves to ``referral-links`` keyed by ``share_id`` (:func:`referral_links`): the share from the
+halves to ``referral-links`` keyed by ``share_id`` (``streams.publish.send_link``): the share from the
 sharer's partition, the purchase naming it from the invitee's. They meet in the ``shares``
 table on the partition of the share id, in whatever order they arrive
 (:class:`models.referrals.AttributionBook`): a conversion within ``COURSEPULSE_ATTRIBUTION_DAYS``
@@ -19,41 +19,22 @@ from typing import Any
 
 import orjson
 
-from models.referrals import Attribution, AttributionBook, course_stats_add, link_for
+from models.referrals import Attribution, AttributionBook, course_stats_add
 from streams import tables, topics
 from streams.app import app, settings
 from streams.metrics import metrics
+from streams.partitions import registry
 
-__all__ = ["attribute_referrals", "course_totals", "referral_links"]
+__all__ = ["attribute_referrals", "course_totals"]
 
 log = logging.getLogger(__name__)
 _book = AttributionBook(tables.shares, window_days=settings.attribution_days)
-#: partition -> course_id -> referral totals of that partition (this worker's partitions only)
-_courses: dict[int, dict[str, dict[str, Any]]] = {}
-
-
-async def referral_links(event: Any) -> None:
-    """From the ingest agent, after a good event: send its referral link, if it has one."""
-    link = link_for(event)
-    if link is None:
-        return
-    await topics.referral_links.send(key=link["share_id"].encode(), value=orjson.dumps(link))
-    metrics.inc("referral_links_sent", link["kind"])
-
-
-def _partition_courses(partition: int) -> dict[str, dict[str, Any]]:
-    totals = _courses.get(partition)
-    if totals is None:
-        prefix = f"{partition}/"
-        totals = _courses[partition] = {k[len(prefix):]: dict(v) for k, v in tables.referral_courses.items()
-                                        if k.startswith(prefix) and v}
-    return totals
 
 
 def course_totals(course_id: str) -> dict[str, Any]:
     """A course's referral totals over this worker's partitions."""
     out = course_stats_add(None)
-    for totals in _courses.values():
+    for totals in registry.all_course_totals():
         entry = totals.get(course_id)
         if entry:
             out = course_stats_add(out, entry["shares"], entry["conversions"], entry["revenue"])
@@ -82,18 +63,11 @@ def _count(partition: int, result: Attribution) -> None:
         entry = course_stats_add(tables.referral_courses.get(key), int(result.new_share), result.credited,
                                  result.credited_revenue)
         tables.referral_courses[key] = entry
-        _partition_courses(partition)[course] = entry
+        registry.course_totals(partition)[course] = entry
         totals = course_totals(course)
         metrics.set("referral_course_shares", totals["shares"], course)
         metrics.set("referral_course_conversions", totals["conversions"], course)
         metrics.set("referral_course_revenue", totals["revenue"], course)
-
-
-@app.on_partitions_revoked.connect
-async def _forget_revoked(app, revoked, **kwargs) -> None:  # noqa: ANN001 - faust signal
-    """Drop the in-memory course totals of revoked partitions (the table keeps them)."""
-    for tp in revoked:
-        _courses.pop(tp.partition, None)
 
 
 @app.agent(topics.referral_links)

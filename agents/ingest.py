@@ -13,6 +13,10 @@ candidates, links, co-occurrence bundles) is sent before the batch is acknowledg
 offsets are committed (Faust flushes the producer first). A user with only repeated events in a
 batch (a redelivery after a crash) is owed their outputs again: the crash may have come between
 the state's changelog write and the outputs.
+
+The folding itself is :func:`models.step.step` (the same code ``coursepulse eval`` runs): this
+agent reads the batch's states through the scope, passes them and the partition's models
+(:data:`streams.partitions.registry`) to the step, then writes and sends what the step returns.
 """
 
 from __future__ import annotations
@@ -23,63 +27,48 @@ from typing import Any
 
 import orjson
 
-from agents import attribute_referrals, score_churn, score_referrals
-from agents.publish_profiles import profile_value, send_profile
-from agents.publish_recommendations import attribution_gauges, rec_value, send_recommendations
 from models.profile import DAY_MS, PartitionStats, UserState
-from models.recommend import CoocRises, RowUpdate, engagement_level
+from models.recommend import CoocRises, RowUpdate
+from models.step import StepResult, UserOutcome, step
 from schemas.codec import INPUT_TYPES, RejectedRecord, dead_letter, decode_event, encode
-from schemas.events import Purchase
 from streams import tables, topics
 from streams.app import app, settings
 from streams.commits import release_unprocessed
 from streams.continuity import continuity, records_between
 from streams.metrics import metrics
+from streams.partition_models import step_config
 from streams.partitioning import partition_for
+from streams.partitions import registry
 from streams.providers import provide
-from streams.runtime import (
-    PartitionScope,
-    RecTrigger,
-    pending_recs,
-    publish_lock,
-    rules,
-    serving,
+from streams.publish import (
+    attribution_gauges,
+    profile_value,
+    rec_value,
+    send_alert,
+    send_candidate,
+    send_link,
+    send_profile,
+    send_recommendations,
 )
+from streams.runtime import PartitionScope, handover, index, publish_lock, rules, serving
 
 __all__ = ["cooc_bundles", "ingest", "owner_of", "partition_stats", "process_batch"]
 
 log = logging.getLogger(__name__)
 
 _PREFIX_LEN = len(settings.topic_prefix)
-_LATENESS_MS = int(settings.allowed_lateness_s * 1000)
 _CONTINUITY = settings.offset_continuity
 continuity.track(settings.topic(name) for name in topics.INPUT_TOPICS)
 _MAX_FUTURE_MS = int(settings.max_future_s * 1000)
 _HL_MS = settings.half_life_days * DAY_MS
-#: persist the partition's high mark when it moved this far (event time) since the last write
-_STATS_PERSIST_MS = 60_000
-_stats: dict[int, PartitionStats] = {}
+_STEP = step_config(settings, rules)
 _reroute_topics: dict[str, Any] = {}
-_persisted_max: dict[int, int] = {}
 
 
 @provide("partition_stats")
 def partition_stats(partition: int) -> PartitionStats:
     """This worker's view of a partition's stats, loaded from the table on first use."""
-    stats = _stats.get(partition)
-    if stats is None:
-        stats = _stats[partition] = PartitionStats.from_dict(tables.partition_stats.get(str(partition)))
-        _persisted_max[partition] = stats.max_ts
-    return stats
-
-
-@app.on_partitions_revoked.connect
-async def _forget_revoked(app, revoked, **kwargs) -> None:  # noqa: ANN001 - faust signal
-    """Drop in-memory partition state of revoked partitions; reload from the tables when back."""
-    for tp in revoked:
-        _stats.pop(tp.partition, None)
-        _persisted_max.pop(tp.partition, None)
-        score_churn.forget_partition(tp.partition)
+    return registry.models(partition).stats
 
 
 def owner_of(key: bytes) -> int:
@@ -152,21 +141,9 @@ async def _watch_continuity() -> None:
         await continuity.watch(app.consumer, _probe_gap)
 
 
-class _Owed:
-    """A user whose profile and list the batch owes: the state and the triggering event."""
-
-    __slots__ = ("partition", "state", "trigger", "user_id")
-
-    def __init__(self, user_id: str, partition: int, state: UserState, trigger: RecTrigger) -> None:
-        self.user_id = user_id
-        self.partition = partition
-        self.state = state
-        self.trigger = trigger
-
-
 async def process_batch(batch) -> None:  # noqa: ANN001 - faust events
-    """Fold a batch of input events, partition by partition, and send what it owes."""
-    by_partition: dict[int, dict[str, list[tuple[Any, Any, str]]]] = {}
+    """Fold a batch of input events, partition by partition (one step each), and send what it owes."""
+    by_partition: dict[int, list[tuple[Any, Any]]] = {}
     for event in batch:
         message = event.message
         if _CONTINUITY and not continuity.accept(message.topic, message.partition, message.offset):
@@ -189,126 +166,95 @@ async def process_batch(batch) -> None:  # noqa: ANN001 - faust events
         if owner != message.partition:
             await _misrouted(message, owner)
             continue
-        by_partition.setdefault(message.partition, {}).setdefault(ev.user_id, []).append((event, ev, logical))
+        by_partition.setdefault(message.partition, []).append((event, ev))
 
-    rises = CoocRises(completion=rules.completion)
-    links: list[Any] = []
-    moved: dict[int, PartitionScope] = {}  # partitions whose stats must be written
-    counted: dict[int, tuple[PartitionScope, int]] = {}  # partition -> (scope, events applied)
-    owed: list[_Owed] = []
-    failed: list[tuple[list[tuple[Any, Any, str]], Exception]] = []
+    rises = CoocRises(completion=rules.completion)  # every partition's rises: one kernel call
+    results: list[tuple[PartitionScope, StepResult]] = []
     last_ts = 0
-    for partition, users in by_partition.items():
-        scope = PartitionScope(next(iter(users.values()))[0][0])
-        scope.enter()  # model loads and checkpoints below read and write this partition's tables
-        applied_here = 0
-        for user_id, items in users.items():
-            try:
-                applied, repeated, state, trigger = _fold_user(scope, user_id, items, rises, links, moved)
-            except Exception as exc:  # noqa: BLE001 - a bug on one user's events must not lose the batch
-                log.exception("internal error on %d events of user %r; sent to the DLQ", len(items), user_id)
-                failed.append((items, exc))
-                scope.enter()
-                continue
-            if applied or repeated:
+    for items in by_partition.values():
+        scope = PartitionScope(items[0][0])
+        scope.enter()  # model loads below read this partition's tables
+        models = registry.models(scope.partition)
+        events = [ev for _, ev in items]
+        states: dict[str, UserState | None] = {}
+        for ev in events:
+            if ev.user_id not in states:
+                raw = scope.get(tables.users, ev.user_id)
+                states[ev.user_id] = UserState.from_dict(raw) if raw else None
+
+        def get_state(user_id: str, scope: PartitionScope = scope) -> UserState | None:
+            raw = scope.get(tables.users, user_id)
+            return UserState.from_dict(raw) if raw else None
+
+        result = step(events, states, models, _STEP, get_state=get_state, rises=rises, title_of=_title_of)
+        for outcome in result.users:
+            if outcome.write:
                 # a repeat is a redelivery: the local store (RocksDB survives a kill -9) may hold
                 # state whose changelog record died with the producer's buffer, and the repeats
                 # would then change nothing and write nothing; writing the state again lets the
                 # changelog catch up with what the user's outputs are built from
-                scope.put(tables.users, user_id, state.to_dict())
-                applied_here += applied
-            owed.append(_Owed(user_id, partition, state, trigger))
-            last_ts = max(last_ts, trigger.ts)
-        if applied_here:
-            counted[partition] = (scope, applied_here)
-    for items, exc in failed:
-        for event, _, _ in items:
-            await _reject(event.message, RejectedRecord(f"internal error: {exc!r}", kind="internal"))
+                scope.put(tables.users, outcome.user_id, outcome.state.to_dict())
+            last_ts = max(last_ts, outcome.trigger.ts)
+        for (name, label), n in result.counts.items():
+            metrics.inc(name, label, by=n)
+        failed = {user_id for user_id, _ in result.failed}
+        for event, ev in items:
+            if ev.user_id in failed:
+                exc = next(e for u, e in result.failed if u == ev.user_id)
+                await _reject(event.message, RejectedRecord(f"internal error: {exc!r}", kind="internal"))
+        results.append((scope, result))
     # the co-occurrence gains of the whole batch, merged per course row, in one kernel call
-    updates = rises.merged_updates(_HL_MS)
-    await _flush_batch(updates, links, moved, counted, owed)
+    await _flush_batch(rises.merged_updates(_HL_MS), results)
     if by_partition:
         metrics.set("event_lag_ms", time.time() * 1000 - last_ts)
 
 
-def _fold_user(scope: PartitionScope, user_id: str, items: list[tuple[Any, Any, str]], rises: CoocRises,
-               links: list[Any], moved: dict[int, PartitionScope]) -> tuple[int, bool, UserState, RecTrigger]:
-    """Apply one user's events of the batch to their state, read in the user's partition (no
-    await: nothing interleaves); return how many applied, whether any was a repeat, the state
-    and the trigger of the user's list."""
-    raw = scope.get(tables.users, user_id)
-    state = UserState.from_dict(raw) if raw else UserState(user_id)
-    partition = scope.partition
-    stats = partition_stats(partition)
-    churn_models = score_churn.models_for(partition)
-    applied = 0
-    first_repeat_ts: int | None = None
-    for _, ev, logical in items:
-        first_purchase = state.purchases == 0
-        course_id = getattr(ev, "course_id", None)
-        old_level = engagement_level(state.courses.get(course_id), rules.completion) if course_id else 0
-        if not state.apply(ev, dedupe_window=settings.dedupe_window, completion=rules.completion):
-            metrics.inc("duplicates", logical)
-            if first_repeat_ts is None:
-                first_repeat_ts = ev.ts
-            continue
-        applied += 1
-        metrics.inc("events_in", logical)
-        if getattr(ev, "rec_id", None) is not None:
-            metrics.inc("rec_attributed", logical)
-        if course_id is not None and logical != "shares":
-            new_level = engagement_level(state.courses.get(course_id), rules.completion)
-            rises.add(state, course_id, old_level, new_level, ev.ts)
-        state.partition = partition
-        # referrals (issue 6): stats, model, candidate check; no await since the state was read
-        score_referrals.on_user_event(ev, state, partition)
-        links.append(ev)
-        is_purchase = isinstance(ev, Purchase)
-        if stats.observe(ev.ts, amount=ev.amount if is_purchase else 0.0,
-                         new_buyer=is_purchase and first_purchase) or is_purchase:
-            if is_purchase or stats.max_ts - _persisted_max.get(partition, 0) >= _STATS_PERSIST_MS:
-                moved[partition] = scope
-        churn_models.observe(state, ev.ts, is_purchase, stats.avg_ltv)
-    repeated = first_repeat_ts is not None
-    if repeated:  # a redelivery re-owes a candidate decided by its events, and the stats write
-        score_referrals.reowe_candidate(state, partition, first_repeat_ts)
-        moved[partition] = scope
-    # the list is owed for the user's latest applied event (a repeat's batch re-owes it): its id
-    # names the list, so a redelivery, whatever order its topics interleave in, makes the same one
-    last = items[-1][1]
-    ids = state.recent_ids
-    if ids and ids[-1] != last.event_id:
-        ts = next((ev.ts for _, ev, _ in items if ev.event_id == ids[-1]), state.last_ts)
-        return applied, repeated, state, RecTrigger(partition, ids[-1], ts)
-    return applied, repeated, state, RecTrigger(partition, last.event_id, last.ts)
+def _title_of(course_id: str) -> str:
+    i = index.pos.get(course_id)
+    return index.meta[i].title if i is not None else course_id
 
 
-async def _flush_batch(updates: list[RowUpdate], links: list[Any], moved: dict[int, PartitionScope],
-                       counted: dict[int, tuple[PartitionScope, int]], owed: list[_Owed]) -> None:
-    """Sends and per-partition writes of a batch, after every user's state was folded."""
+async def _flush_batch(updates: list[RowUpdate], results: list[tuple[PartitionScope, StepResult]]) -> None:
+    """Sends and per-partition writes of a batch, after every partition's step."""
     for partition, bundle in cooc_bundles(updates, topics.course_cooc.partitions or settings.partitions).items():
         await topics.course_cooc.send(key=str(partition).encode(), value=orjson.dumps({"updates": bundle}),
                                       partition=partition)
         metrics.inc("cooc_bundles_sent")
     metrics.inc("cooc_updates_sent", by=len(updates))
-    for ev in links:
-        await attribute_referrals.referral_links(ev)  # referrals (issue 6): share/conversion -> referral-links
-    await score_referrals.send_candidates()  # referrals (issue 6)
-    for partition, scope in moved.items():
-        stats = partition_stats(partition)
-        scope.put(tables.partition_stats, str(partition), stats.to_dict())
-        _persisted_max[partition] = stats.max_ts
-        watermark = stats.watermark(_LATENESS_MS)
-        await score_churn.on_watermark(scope, watermark, stats.avg_ltv)
-        score_referrals.on_watermark(partition, watermark)  # referrals (issue 6)
-    for partition, (scope, n) in counted.items():
-        scope.enter()
-        score_churn.checkpoint(partition, settings.checkpoint_events, n)
-        metrics.set("watermark_ms", partition_stats(partition).watermark(_LATENESS_MS), str(partition))
-    await _send_owed(owed)
+    for _, result in results:
+        for link in result.links:  # share/conversion -> referral-links (attribute_referrals)
+            await send_link(link)
+    for _, result in results:
+        for decision in result.candidates:
+            await send_candidate(decision, result.partition)
+    for scope, result in results:
+        partition = result.partition
+        models = registry.models(partition)
+        if result.write_stats:
+            scope.put(tables.partition_stats, str(partition), models.stats.to_dict())
+            for alert in result.alerts:
+                await send_alert(alert, partition)
+            metrics.set("churn_drift_count", models.retention.churn.classifier.drift_count, str(partition))
+        if result.applied:
+            _checkpoint(scope, models, result.applied)
+        metrics.set("watermark_ms", models.stats.watermark(_STEP.lateness_ms), str(partition))
+    await _send_owed([o for _, result in results for o in result.users])
 
 
-async def _send_owed(owed: list[_Owed]) -> None:
+def _checkpoint(scope: PartitionScope, models: Any, applied: int) -> None:
+    """Count the events applied; write the partition's model checkpoints every
+    ``COURSEPULSE_CHECKPOINT_EVENTS`` (with an event of the partition current)."""
+    partition, every = models.partition, settings.checkpoint_events
+    if registry.checkpoint_due("retention", partition, every, applied):
+        scope.put(tables.retention, str(partition), models.retention.checkpoint())
+        metrics.inc("retention_checkpoints")
+    if registry.checkpoint_due("referral", partition, every, applied):
+        scope.put(tables.referral_models, str(partition), models.referrals.checkpoint())
+        metrics.set("referral_model_examples", models.referrals.positives + models.referrals.negatives, str(partition))
+        metrics.set("referral_model_auc", float(models.referrals.metric.get()), str(partition))
+
+
+async def _send_owed(owed: list[UserOutcome]) -> None:
     """Each owed user's profile and list: to Kafka now (flushed before the batch's commit), and
     to Redis in one pipeline per kind (under the publish lock: Redis in the order of Kafka)."""
     if owed:
@@ -316,20 +262,20 @@ async def _send_owed(owed: list[_Owed]) -> None:
             await _send_owed_locked(owed)
 
 
-async def _send_owed_locked(owed: list[_Owed]) -> None:
+async def _send_owed_locked(owed: list[UserOutcome]) -> None:
     profiles: list[tuple[str, bytes]] = []
     lists: list[tuple[str, bytes]] = []
     for o in owed:
-        stats = partition_stats(o.partition)
-        value = profile_value(o.state, o.partition, stats)
-        await send_profile(o.user_id, value, o.partition)
+        partition = o.trigger.partition
+        value = profile_value(o.state, partition, partition_stats(partition))
+        await send_profile(o.user_id, value, partition)
         profiles.append((o.user_id, value))
         rec = rec_value(o.state, o.trigger)
         if rec is None:
-            pending_recs[o.user_id] = o.trigger
+            handover.owe_list(o.user_id, o.trigger)
             continue
-        pending_recs.pop(o.user_id, None)
-        await send_recommendations(o.user_id, rec, o.partition)
+        handover.listed(o.user_id)
+        await send_recommendations(o.user_id, rec, partition)
         lists.append((o.user_id, rec))
     if profiles:
         await serving.put_many("profile", profiles)

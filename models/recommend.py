@@ -679,6 +679,23 @@ class OnlineRecommender:
         if ts - self._last_refresh >= self.refresh_ms:
             self.refresh(ts)
 
+    def apply_updates(self, updates: Iterable[RowUpdate]) -> None:
+        """Fold a step's merged row updates into the rows (as the course's owner does live); the
+        neighbours follow at the next :meth:`refresh`."""
+        for update in updates:
+            self.rows.apply(update)
+            self.index.index(update.course_id)
+
+    def learn_rise(self, state: UserState, course_id: str) -> None:
+        """A rise of a user's engagement with a course, for the optional second scorer (the rows
+        learn from :meth:`apply_updates`)."""
+        if self._mf is not None:
+            self._mf.learn_one(state.user_id, course_id, 1.0)
+            for _ in range(2):
+                negative = self.index.ids[self._rng.randrange(self.index.size)]
+                if negative not in state.courses:
+                    self._mf.learn_one(state.user_id, negative, 0.0)
+
     def refresh(self, now: int) -> int:
         """Recompute the neighbours of every changed row; return how many."""
         self._last_refresh = now

@@ -55,8 +55,11 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--as-of", default=None, help="also report the AUC of every user's risk as of this time")
     ev.add_argument("--report", type=Path, required=True, help="folder for report.json, report.md and plots")
     ev.add_argument("--seed", type=int, default=0)
-    ev.add_argument("--rec-interval-s", type=float, default=3600.0,
-                    help="a user's list is recomputed at most once per this much event time (default 3600)")
+    ev.add_argument("--rec-interval-s", type=float, default=0.0,
+                    help="rank a user's list at most once per this much event time (default 0: after every batch "
+                         "that touched the user, as the worker does)")
+    ev.add_argument("--partitions", type=int, default=None,
+                    help="partitions, each with its own models as on the workers (default COURSEPULSE_PARTITIONS)")
     ev.add_argument("--similarity", default="cosine", choices=["cosine", "jaccard", "lift"])
     ev.add_argument("--title", default=None, help="title of report.md")
     ev.add_argument("--alert-threshold", type=float, default=0.5, help="churn alert threshold (default 0.5)")

@@ -1,24 +1,24 @@
 """Worker-scoped objects shared by the agents: profile rules, the Redis serving copy, the
-neighbour index, and the one way agents reach a partition's tables (:class:`PartitionScope`)."""
+neighbour index, the hand-over between steps (:class:`Handover`), and the one way agents reach a
+partition's tables (:class:`PartitionScope`)."""
 
 from __future__ import annotations
 
 import asyncio
 import weakref
-from dataclasses import dataclass
 from typing import Any
 
 from faust import streams as _faust_streams
 
 from models.profile import SegmentRules
 from models.recommend import NeighbourIndex, Ranker
-from models.retention import RetentionModels
+from models.step import RecTrigger
 from streams.app import settings
 from streams.serving import RedisServing
 
 __all__ = [
-    "YIELD_EVERY", "EveryN", "PartitionScope", "RecTrigger", "as_current_event", "dirty_rows", "index", "new_retention",
-    "pending_recs", "publish_lock", "ranker", "retention", "rules", "serving",
+    "YIELD_EVERY", "Handover", "PartitionScope", "RecTrigger", "as_current_event", "handover", "index",
+    "publish_lock", "ranker", "rules", "serving",
 ]
 
 #: timers that publish many users give the event loop back after this many (a flush of hundreds
@@ -31,33 +31,55 @@ serving = RedisServing.from_settings(settings)
 publish_lock = asyncio.Lock()
 
 
-@dataclass(frozen=True, slots=True)
-class RecTrigger:
-    """The latest event of a user since their recommendations were last published."""
+class Handover:
+    """What one step leaves for another on this worker: the one object agents hand work over
+    through (no module dicts).
 
-    partition: int
-    event_id: str
-    ts: int
+    - ``pending_lists``: user_id -> the trigger of a list the ingest step could not rank (the
+      worker has no neighbour index in its first seconds); ``agents.publish_recommendations``
+      ranks them once the index arrives.
+    - ``dirty_rows``: course_id -> partition of the co-occurrence rows changed since their
+      neighbours were published (``agents.accumulate_similarity``: its agent marks, its timer
+      publishes).
+    - ``rescan_partitions``: ``course-cooc`` partitions assigned to this worker whose every row's
+      neighbours are to be published again once their table is recovered (the changed rows of
+      their previous owner were in its memory only).
+    """
+
+    def __init__(self) -> None:
+        self.pending_lists: dict[str, RecTrigger] = {}
+        self.dirty_rows: dict[str, int] = {}
+        self.rescan_partitions: set[int] = set()
+
+    def owe_list(self, user_id: str, trigger: RecTrigger) -> None:
+        """A list that could not be ranked yet: rank it later, for this trigger."""
+        self.pending_lists[user_id] = trigger
+
+    def listed(self, user_id: str) -> None:
+        """The user's list was published: nothing pending for them."""
+        self.pending_lists.pop(user_id, None)
+
+    def take_pending_lists(self) -> list[tuple[str, RecTrigger]]:
+        """Every pending list, removed from the hand-over."""
+        out = list(self.pending_lists.items())
+        self.pending_lists.clear()
+        return out
+
+    def mark_row(self, course_id: str, partition: int) -> None:
+        """A co-occurrence row changed: publish its neighbours at the next tick."""
+        self.dirty_rows[course_id] = partition
+
+    def take_rows(self) -> list[tuple[str, int]]:
+        """Every changed row, removed from the hand-over."""
+        out = list(self.dirty_rows.items())
+        self.dirty_rows.clear()
+        return out
 
 
-#: user_id -> the trigger of a list that could not be ranked yet (the worker has no neighbour
-#: index in its first seconds); ``agents.publish_recommendations.flush_pending`` ranks them
-pending_recs: dict[str, RecTrigger] = {}
-#: course_id -> partition, for co-occurrence rows changed since their neighbours were published
-dirty_rows: dict[str, int] = {}
+handover = Handover()
 #: the broadcast copy of every course's neighbours, popularity and catalogue entry
 index = NeighbourIndex(settings.neighbours_k, settings.half_life_days)
 ranker = Ranker(n=settings.rec_n, completion=rules.completion)
-
-#: partition -> its retention models (loaded from the ``retention`` table on first use)
-retention: dict[int, RetentionModels] = {}
-
-
-def new_retention() -> RetentionModels:
-    """Fresh retention models configured from the settings."""
-    return RetentionModels(horizon_days=settings.churn_horizon_days, threshold=settings.churn_threshold,
-                           release=settings.churn_release, cooldown_days=settings.alert_cooldown_days,
-                           first_check_days=settings.first_check_days, rules=rules)
 
 
 def as_current_event(event: Any) -> None:
@@ -100,24 +122,3 @@ class PartitionScope:
         """Write ``table[key]`` in this partition (store and changelog)."""
         as_current_event(self.event)
         table[key] = value
-
-
-class EveryN:
-    """Counts events per partition and says when a partition reached ``every`` since the last time
-    (model checkpoints are written to their table that often)."""
-
-    def __init__(self) -> None:
-        self._counts: dict[int, int] = {}
-
-    def due(self, partition: int, every: int, events: int = 1) -> bool:
-        """Count ``events`` for the partition; True (and restart the count) once ``every`` is reached."""
-        n = self._counts.get(partition, 0) + events
-        if n < every:
-            self._counts[partition] = n
-            return False
-        self._counts[partition] = 0
-        return True
-
-    def forget(self, partition: int) -> None:
-        """Drop the partition's count (it moved away)."""
-        self._counts.pop(partition, None)

@@ -8,6 +8,17 @@ which refuses to reveal a label before its time. Metrics that need the future (d
 churn within H days of this snapshot?) are computed after the replay ends, from snapshots
 recorded before it.
 
+Events are folded by the worker's own step (:func:`models.step.step`), in batches cut as the
+worker's are (at most ``batch_events`` events within ``batch_window_ms`` of event time: the
+worker's ``COURSEPULSE_INGEST_BATCH`` and ``COURSEPULSE_INGEST_BATCH_WITHIN_S`` with traffic
+arriving in real time), one step per partition of the batch, with one set of models per
+partition. By default a user's list is ranked after every batch that touched them, at the
+user's latest event, before the batch's own co-occurrence gains reach the neighbour lists; the
+neighbour lists are recomputed at the start of a batch once ``neighbours_refresh_ms`` of event
+time has passed (the worker's ``COURSEPULSE_NEIGHBOURS_REFRESH_S``). Where eval departs from
+the worker it is a named option: ``rec_interval_ms`` (lists at most once per user per this much
+event time), ``learn_from_labels``, ``as_of``.
+
 The same file and seed give the same numbers on every run: nothing here reads the wall clock
 except the throughput figures.
 """
@@ -27,9 +38,11 @@ import numpy as np
 
 from models.evaluation.baselines import alert_lift, recency_baseline
 from models.evaluation.metrics import average_precision, ndcg_at, roc_auc
-from models.profile import DAY_MS, UserState
-from models.recommend import OnlineRecommender, engagement_level
+from models.profile import DAY_MS, PartitionStats, UserState
+from models.recommend import OnlineRecommender
+from models.referrals import ReferralModels
 from models.retention import RetentionModels
+from models.step import PartitionModels, RecTrigger, StepConfig, step
 from schemas.events import Course, Purchase, View
 
 __all__ = ["EvalConfig", "LabelFeed", "PrequentialEvaluator", "popularity_top"]
@@ -75,8 +88,20 @@ class EvalConfig:
     k: int = 10
     horizon_days: float = 14.0
     as_of: int | None = None
-    #: a user's list is recomputed at most once per this much event time (the live coalescing)
-    rec_interval_ms: int = 3_600_000
+    #: 0 (the worker): a user's list is ranked after every batch that touched them; > 0: at most
+    #: once per user per this much event time (an eval-only coalescing, cheaper on long files)
+    rec_interval_ms: int = 0
+    #: a batch: at most this many events within ``batch_window_ms`` of event time (the worker's
+    #: COURSEPULSE_INGEST_BATCH and COURSEPULSE_INGEST_BATCH_WITHIN_S)
+    batch_events: int = 500
+    batch_window_ms: int = 20
+    #: changed co-occurrence rows become neighbour lists this often (COURSEPULSE_NEIGHBOURS_REFRESH_S)
+    neighbours_refresh_ms: int = 1_000
+    #: input partitions (COURSEPULSE_PARTITIONS): one set of models per partition, as the workers
+    #: keep them; users are spread by the ``partition_of`` given to the evaluator
+    partitions: int = 1
+    #: what the step folds with (the worker's de-duplication window, completion, lateness)
+    step: StepConfig = StepConfig()
     #: the popularity baseline's order is refreshed at most this often (event time)
     baseline_refresh_ms: int = 3_600_000
     #: a risk snapshot is recorded at most once per user per this much event time
@@ -94,6 +119,10 @@ class EvalConfig:
     def __post_init__(self) -> None:
         if self.k < 1 or self.horizon_days <= 0:
             msg = f"k must be >= 1 and horizon_days > 0, got {self.k}, {self.horizon_days}"
+            raise ValueError(msg)
+        if self.batch_events < 1 or self.batch_window_ms < 0 or self.partitions < 1:
+            msg = (f"batch_events and partitions must be >= 1 and batch_window_ms >= 0, got {self.batch_events}, "
+                   f"{self.partitions}, {self.batch_window_ms}")
             raise ValueError(msg)
 
 
@@ -131,17 +160,24 @@ class PrequentialEvaluator:
 
     def __init__(self, config: EvalConfig | None = None, recommender: OnlineRecommender | None = None,
                  retention: RetentionModels | None = None, labels: dict[str, int | None] | None = None,
-                 scorer: Callable[[str, UserState, int], float] | None = None) -> None:
+                 scorer: Callable[[str, UserState, int], float] | None = None,
+                 partition_of: Callable[[str], int] | None = None,
+                 models_factory: Callable[[int], PartitionModels] | None = None) -> None:
+        """``partition_of``: a user's partition (default: all on partition 0; ``coursepulse eval``
+        passes Kafka's partitioner over ``config.partitions``). ``models_factory``: a partition's
+        fresh models (``coursepulse eval`` builds the worker's from the settings); ``retention``:
+        partition 0's retention models."""
         self.config = config or EvalConfig()
         self.recommender = recommender or OnlineRecommender()
         self.labels = LabelFeed(labels or {})
         self.has_labels = labels is not None
         #: with ground truth, the churn model learns it (once in the past) instead of inactivity
         self.learn_from_labels = self.has_labels and self.config.learn_from_labels
-        self.retention = retention or RetentionModels(
-            horizon_days=self.config.horizon_days, threshold=self.config.alert_threshold, seed=self.config.seed,
-            self_supervised=not self.learn_from_labels)
-        self.churn = self.retention.churn
+        self.partition_of = partition_of or (lambda _user: 0)
+        self._models_factory = models_factory or self._default_models
+        self._first_retention = retention
+        #: partition -> its models (stats, retention, referrals), as a worker keeps them
+        self.models: dict[int, PartitionModels] = {}
         #: what produces a risk snapshot; the churn model unless a test swaps in another scorer
         self.scorer = scorer
         #: (known at, label, user, snapshot time, features): learned once the clock reaches "known at"
@@ -149,8 +185,11 @@ class PrequentialEvaluator:
         self.states: dict[str, UserState] = {}
         self.catalogue: set[str] = set()
         self._lists: dict[str, _Lists] = {}
+        #: user_id -> (trigger, items) of the last list ranked for the user (what the worker published)
+        self.last_lists: dict[str, tuple[RecTrigger, list[tuple[str, float, str]]]] = {}
         self._last_pub: dict[str, int] = {}
         self._last_snap: dict[str, int] = {}
+        self._last_refresh = -(2**62)
         self._engaged: Counter[str] = Counter()
         self._pop_order: list[str] = []
         self._pop_at = -(2**62)
@@ -158,77 +197,176 @@ class PrequentialEvaluator:
         self.clock = 0
         self._first_ts: int = 0
         self.events = 0
+        self.batches = 0
         self.r = _Results()
         self._as_of_done = self.config.as_of is None
+
+    def _default_models(self, partition: int) -> PartitionModels:
+        retention = self._first_retention if partition == 0 and self._first_retention is not None else None
+        retention = retention or RetentionModels(
+            horizon_days=self.config.horizon_days, threshold=self.config.alert_threshold, seed=self.config.seed,
+            self_supervised=not self.learn_from_labels)
+        return PartitionModels(partition, PartitionStats(), retention, ReferralModels())
+
+    def partition_models(self, partition: int) -> PartitionModels:
+        """The partition's models, created on first use."""
+        pm = self.models.get(partition)
+        if pm is None:
+            pm = self.models[partition] = self._models_factory(partition)
+        return pm
+
+    def churn_of(self, user: str) -> Any:
+        """The churn model of the user's partition."""
+        return self.partition_models(self.partition_of(user)).retention.churn
+
+    @property
+    def churn(self) -> Any:
+        """Partition 0's churn model (the only one unless ``partitions`` > 1)."""
+        return self.partition_models(0).retention.churn
+
+    @property
+    def retention(self) -> RetentionModels:
+        """Partition 0's retention models."""
+        return self.partition_models(0).retention
 
     # -- the replay ------------------------------------------------------------------------
 
     def run(self, events: Iterable[Any]) -> dict[str, Any]:
         """Replay every event; return the report dict (see README, "Evaluation")."""
         started = time.perf_counter()
+        cfg = self.config
+        batch: list[Any] = []
+        next_mark = 50_000
         for ev in events:
-            self.step(ev)
-            if self.events % 50_000 == 0:
-                self.r.throughput.append((time.perf_counter() - started, self.events))
+            if isinstance(ev, Course):
+                if batch:
+                    self.step(batch)
+                    batch = []
+                self.add_course(ev)
+                continue
+            if batch and (len(batch) >= cfg.batch_events or abs(ev.ts - batch[0].ts) >= cfg.batch_window_ms
+                          or self._crosses_as_of(batch[0].ts, ev.ts)):
+                self.step(batch)
+                batch = []
+                if self.events >= next_mark:
+                    next_mark += 50_000
+                    self.r.throughput.append((time.perf_counter() - started, self.events))
+            batch.append(ev)
+        if batch:
+            self.step(batch)
         elapsed = time.perf_counter() - started
         self.r.throughput.append((elapsed, self.events))
         return self.report(elapsed)
 
-    def step(self, ev: Any) -> None:
-        """Test on one event, then learn from it."""
-        if isinstance(ev, Course):
-            self.recommender.add_course(ev.course_id, ev.title, ev.category, ev.tags, ev.published_at)
-            self.catalogue.add(ev.course_id)
-            return
-        self.events += 1
-        t = ev.ts
+    def _crosses_as_of(self, first: int, t: int) -> bool:
+        as_of = self.config.as_of
+        return as_of is not None and not self._as_of_done and first <= as_of < t
+
+    def add_course(self, ev: Course) -> None:
+        """A catalogue entry (the ``courses`` topic every worker reads)."""
+        self.recommender.add_course(ev.course_id, ev.title, ev.category, ev.tags, ev.published_at)
+        self.catalogue.add(ev.course_id)
+
+    def step(self, batch: list[Any]) -> None:
+        """Test on a batch of user events (against the lists published before it), then learn
+        from it with the worker's step, partition by partition, and rank the owed lists."""
+        cfg = self.config
+        first = batch[0].ts
         if not self._first_ts:
-            self._first_ts = t
-        if t > self.clock:
-            self._advance(t)
-        user = ev.user_id
-        state = self.states.get(user)
-        if state is None:
-            state = self.states[user] = UserState(user)
-        course = ev.course_id if isinstance(ev, _COURSE_EVENTS) else None
+            self._first_ts = first
+        if first > self.clock:
+            self._advance(first)
+        if first - self._last_refresh >= cfg.neighbours_refresh_ms:  # the neighbour lists' timer
+            self._last_refresh = first
+            self.recommender.refresh(first)
+        self.events += len(batch)
+        self.batches += 1
 
         # -- test: a discovery is the first touch of a course the user never touched
-        if course is not None and course not in state.courses and course not in state.owned:
-            lists = self._lists.get(user)
-            if lists is not None:
-                ours = lists.ours.index(course) if course in lists.ours else None
-                base = lists.baseline.index(course) if course in lists.baseline else None
-                self.r.hits.append((t, ours, base))
-                counts = self.r.per_user[user]
-                counts[0] += 1
-                counts[1] += ours is not None
-                counts[2] += base is not None
+        touched: set[tuple[str, str]] = set()
+        by_partition: dict[int, list[Any]] = {}
+        for ev in batch:
+            user = ev.user_id
+            state = self.states.get(user)
+            course = ev.course_id if isinstance(ev, _COURSE_EVENTS) else None
+            if course is not None and (user, course) not in touched:
+                touched.add((user, course))
+                if state is None or (course not in state.courses and course not in state.owned):
+                    self._test(user, course, ev.ts)
+                if state is None or course not in state.courses:
+                    self._engaged[course] += 1
+            days = self._activity_days[user]
+            day = ev.ts // DAY_MS
+            i = bisect.bisect_left(days, day)
+            if i == len(days) or days[i] != day:
+                days.insert(i, day)
+            by_partition.setdefault(self.partition_of(user), []).append(ev)
 
-        # -- learn
-        old = engagement_level(state.courses.get(course)) if course is not None else 0
-        if not state.apply(ev):
+        # -- learn: the worker's step, one per partition; the batch's rises merged in one call
+        rises = None
+        results = []
+        for partition, events in by_partition.items():
+            result = step(events, self.states, self.partition_models(partition), cfg.step,
+                          get_state=self.states.get, rises=rises)
+            rises = result.rises
+            results.append(result)
+        for result in results:
+            for o in result.users:
+                self.states[o.user_id] = o.state
+            for user, course in result.rose:
+                self.recommender.learn_rise(self.states[user], course)
+            for a in result.alerts:
+                self.r.alerts.append((a.user_id, a.at, a.risk))
+            # the silence check scored these users with the churn model, from these features, and
+            # the model has not learned since: the same snapshot as computing both again
+            for (user, at, risk), x in zip(result.scored, result.scored_features, strict=True):
+                self._snapshot(user, self.states[user], at, x, risk)
+        last = max(ev.ts for ev in batch)
+        for result in results:
+            for o in result.users:
+                t = o.trigger.ts
+                if o.applied and t - self._last_snap.get(o.user_id, -(2**62)) >= cfg.snapshot_interval_ms:
+                    self._last_snap[o.user_id] = t
+                    self._snapshot(o.user_id, o.state, t)
+                # -- publish the user's list as the worker does: ranked in the batch, at the user's
+                # latest event, with the neighbour lists as they were before this batch's gains
+                if not cfg.rec_interval_ms or t - self._last_pub.get(o.user_id, -(2**62)) >= cfg.rec_interval_ms:
+                    self._last_pub[o.user_id] = t
+                    self._publish(o.state, o.trigger)
+        if rises is not None:
+            self.recommender.apply_updates(rises.merged_updates(self.recommender.rows._hl_ms))
+        if last > self.clock:
+            self._advance(last)
+
+    def reassign_partitions(self) -> int:
+        """What a worker does when its ``course-cooc`` partitions are assigned (a start, a restart,
+        a rebalance): every row's neighbours recomputed, from the popularity of its courses now.
+        Return how many rows."""
+        rows = self.recommender.rows
+        rows.dirty.update(rows.entries)
+        return self.recommender.refresh(self.clock)
+
+    def _test(self, user: str, course: str, t: int) -> None:
+        lists = self._lists.get(user)
+        if lists is None:
             return
-        if course is not None:
-            new = engagement_level(state.courses.get(course))
-            if old == 0 and new > 0:
-                self._engaged[course] += 1
-            self.recommender.learn(state, course, old, new, t)
-        self.retention.observe(state, t, isinstance(ev, Purchase))
-        days = self._activity_days[user]
-        day = t // DAY_MS
-        if not days or days[-1] != day:
-            bisect.insort(days, day)
+        ours = lists.ours.index(course) if course in lists.ours else None
+        base = lists.baseline.index(course) if course in lists.baseline else None
+        self.r.hits.append((t, ours, base))
+        counts = self.r.per_user[user]
+        counts[0] += 1
+        counts[1] += ours is not None
+        counts[2] += base is not None
 
-        if t - self._last_snap.get(user, -(2**62)) >= self.config.snapshot_interval_ms:
-            self._last_snap[user] = t
-            self._snapshot(user, state, t)
-
-        # -- publish the user's lists as the live system would (coalesced in event time)
-        if t - self._last_pub.get(user, -(2**62)) >= self.config.rec_interval_ms:
-            self._last_pub[user] = t
-            ours = [c for c, _, _ in self.recommender.recommend(state, t)][: self.config.k]
-            self.r.recommended.update(ours)
-            self._lists[user] = _Lists(ours, popularity_top(self._popularity(t), state.courses, self.config.k))
+    def _publish(self, state: UserState, trigger: RecTrigger) -> None:
+        items = self.recommender.recommend(state, trigger.ts)
+        if not items:  # the worker publishes nothing (and keeps the user's previous list)
+            return
+        self.last_lists[state.user_id] = (trigger, items)
+        ours = [c for c, _, _ in items][: self.config.k]
+        self.r.recommended.update(ours)
+        self._lists[state.user_id] = _Lists(ours, popularity_top(self._popularity(trigger.ts), state.courses,
+                                                                 self.config.k))
 
     def _popularity(self, t: int) -> list[str]:
         if t - self._pop_at >= self.config.baseline_refresh_ms:
@@ -244,17 +382,17 @@ class PrequentialEvaluator:
         when already computed (by the silence check), else computed here.
         """
         if x is None:
-            x = self.churn.features(state, t)
+            x = self.churn_of(user).features(state, t)
         if self.scorer:
             risk = self.scorer(user, state, t)
         elif risk is None:
-            risk = self.churn.classifier.predict_proba(x)
+            risk = self.churn_of(user).classifier.predict_proba(x)
         self.r.snapshots.append((user, t, risk))
         self.r.snapshot_recency.append(max(0.0, (t - state.last_ts) / DAY_MS))
         self._queue_label(user, t, x)
 
     def _risk(self, user: str, state: UserState, t: int) -> float:
-        return self.scorer(user, state, t) if self.scorer else self.churn.risk(state, t)
+        return self.scorer(user, state, t) if self.scorer else self.churn_of(user).risk(state, t)
 
     def _queue_label(self, user: str, t: int, x: dict[str, float]) -> None:
         if self.learn_from_labels:
@@ -270,16 +408,21 @@ class PrequentialEvaluator:
     def _learn_resolved(self, clock: int) -> None:
         pending = self._pending_labels
         while pending and pending[0][0] <= clock:
-            _, y, _, _, values = heapq.heappop(pending)
-            self.churn.classifier.learn(dict(zip(self.churn.feature_names, values, strict=True)), bool(y))
+            _, y, user, _, values = heapq.heappop(pending)
+            churn = self.churn_of(user)
+            churn.classifier.learn(dict(zip(churn.feature_names, values, strict=True)), bool(y))
 
     def _advance(self, t: int) -> None:
-        """Event time moves to ``t``: labels, expired snapshots, silent users, the as-of cut."""
+        """Event time moves to ``t``: delayed labels reach the model, and the as-of cut.
+
+        Silent users are scored inside the step, when a partition's watermark moves (its
+        largest event time less the allowed lateness), as in the worker."""
         if not self._as_of_done and self.config.as_of is not None and t > self.config.as_of:
             self._as_of_done = True
             as_of = self.config.as_of
             self._learn_resolved(as_of)
-            self.retention.on_watermark(as_of, self.states.get)
+            for pm in list(self.models.values()):
+                pm.retention.on_watermark(as_of, self.states.get)
             recent = as_of - int(self.config.as_of_active_days * DAY_MS)
             for user, state in self.states.items():
                 if state.last_ts >= recent:  # the platform's current users at the cut-off
@@ -287,14 +430,6 @@ class PrequentialEvaluator:
         self.clock = t
         self.labels.advance(t)
         self._learn_resolved(t)
-        scored: list[tuple[str, int, float]] = []
-        features: list[dict[str, float]] = []
-        for a in self.retention.on_watermark(t, self.states.get, scored=scored, scored_features=features):
-            self.r.alerts.append((a.user_id, a.at, a.risk))
-        # the silence check scored these users with the churn model, from these features, and
-        # the model has not learned since: the same snapshot as computing both again
-        for (user, at, risk), x in zip(scored, features, strict=True):
-            self._snapshot(user, self.states[user], at, x, risk)
 
     # -- metrics -----------------------------------------------------------------------------
 
@@ -358,7 +493,7 @@ class PrequentialEvaluator:
             "alert_precision": _round(self._alert_precision(horizon)),
             "alert_timing": self._alert_timing(horizon) if self.has_labels else None,
             **self._baselines(horizon),
-            "examples_learned": self.churn.classifier.n_learned,
+            "examples_learned": sum(pm.retention.churn.classifier.n_learned for pm in self.models.values()),
             "learned_from": "label file (once in the past)" if self.learn_from_labels else "inactivity (own delayed labels)",
         }
         if cfg.as_of is not None:
@@ -387,7 +522,10 @@ class PrequentialEvaluator:
             "catalogue": len(self.catalogue),
             "events_per_s": round(self.events / elapsed, 1) if elapsed > 0 else None,
             "elapsed_s": round(elapsed, 3),
+            "batches": self.batches,
             "config": {"k": cfg.k, "horizon_days": cfg.horizon_days, "rec_interval_ms": cfg.rec_interval_ms,
+                       "batch_events": cfg.batch_events, "batch_window_ms": cfg.batch_window_ms,
+                       "neighbours_refresh_ms": cfg.neighbours_refresh_ms, "partitions": cfg.partitions,
                        "similarity": self.recommender.measure, "seed": cfg.seed},
         }
 

@@ -20,14 +20,16 @@ log = logging.getLogger(__name__)
 
 def bench_eval(sim_events: int = 20_000, *, oulad: Path | None = None, oulad_events: int | None = 200_000,
                seed: int = 7, workdir: Path | None = None) -> dict[str, Any]:
-    """``PrequentialEvaluator`` events/s, reading event files as ``coursepulse eval`` does.
+    """``coursepulse eval``'s evaluator (:func:`tools.evaluate.build_evaluator`, the worker's
+    defaults) events/s, reading event files as ``coursepulse eval`` does.
 
     On a simulator stream of ``sim_events`` user events (written to a file first), and on the
     OULAD conversion (its first ``oulad_events`` records; None or 0: all) when ``oulad`` exists.
     ``parse_events_per_s`` is the rate of reading the same records alone.
     """
-    from models.evaluation import EvalConfig, PrequentialEvaluator
     from schemas.eventfile import read_events, read_labels, write_events
+    from streams.settings import Settings
+    from tools.evaluate import build_evaluator
 
     out: dict[str, Any] = {}
     tmp = Path(tempfile.mkdtemp(prefix="coursepulse-bench-eval-", dir=workdir))
@@ -35,7 +37,7 @@ def bench_eval(sim_events: int = 20_000, *, oulad: Path | None = None, oulad_eve
         courses, events = _simulate(sim_events, seed)
         path = tmp / "sim.jsonl"
         write_events([*courses, *events], path)
-        out["simulator"] = _eval_file(PrequentialEvaluator(EvalConfig(seed=seed)), read_events, path, None)
+        out["simulator"] = _eval_file(build_evaluator(Settings(), seed=seed), read_events, path, None)
         out["simulator"]["source"] = f"simulator seed {seed}, {len(courses)} courses"
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -44,7 +46,7 @@ def bench_eval(sim_events: int = 20_000, *, oulad: Path | None = None, oulad_eve
         labels_path = oulad.parent / "labels.csv"
         labels = read_labels(labels_path) if labels_path.exists() else None
         limit = oulad_events or None
-        out["oulad"] = _eval_file(PrequentialEvaluator(EvalConfig(seed=seed), labels=labels), read_events, oulad, limit)
+        out["oulad"] = _eval_file(build_evaluator(Settings(), seed=seed, labels=labels), read_events, oulad, limit)
         out["oulad"]["source"] = str(oulad)
         out["oulad"]["labels"] = str(labels_path) if labels is not None else None
         out["oulad"]["limit_records"] = limit

@@ -77,53 +77,57 @@ def _pipeline_batches(n_events: int, seed: int, tick_events: tuple[int, ...], in
                       small_batch: int) -> dict[str, Any]:
     """The batches the pipeline hands its batch kernels under simulator traffic, measured.
 
-    Simulator events are folded into user states as the ingest agent does (``CoocRises`` per
-    batch of ``ingest_batch`` events, and of ``small_batch`` events: a 20 ms batch at 25 % load),
-    their merged row updates applied to co-occurrence rows (30-day half-life, as the worker), and every
+    Simulator events are folded by the worker's own step (:func:`models.step.step`, one partition
+    so a kernel call sees the whole batch) in batches of ``ingest_batch`` events, and of
+    ``small_batch`` events (a 20 ms batch at 25 % load); the ``ingest_batch`` run's merged row
+    updates are applied to co-occurrence rows (30-day half-life, as the worker), and every
     ``tick_events[i]`` events the rows changed since the last tick are put in CSR form as
     ``publish_neighbours`` does. Returns per tick rate and batch size the size distribution and
     the kernel inputs of the median batch of the second half of the run (rows have grown by then).
     """
     import numpy as np
 
-    from models.profile import UserState
-    from models.recommend import CooccurrenceRows, CoocRises, engagement_level, rows_csr
+    from models.profile import PartitionStats, UserState
+    from models.recommend import CooccurrenceRows, rows_csr
+    from models.referrals import ReferralModels
+    from models.retention import RetentionModels
+    from models.step import PartitionModels, StepConfig, step
 
     _, events = _simulate(n_events, seed)
     rows = CooccurrenceRows(30.0)
-    states: dict[str, UserState] = {}
     dirty: dict[int, set[str]] = {t: set() for t in tick_events}
     ticks: dict[int, list[tuple[int, int, Any]]] = {t: [] for t in tick_events}  # (rows, nnz, csr)
     # (rises, pairs, (pair_increments_batch inputs, cooc_gains_batch inputs, courses in the batch))
     batches: dict[int, list[tuple[int, int, Any]]] = {ingest_batch: [], small_batch: []}
-    pending: dict[int, CoocRises] = {b: CoocRises() for b in batches}
-    for n, ev in enumerate(events, 1):
-        course_id = getattr(ev, "course_id", None)
-        state = states.setdefault(ev.user_id, UserState(ev.user_id))
-        old = engagement_level(state.courses.get(course_id)) if course_id else 0
-        if not state.apply(ev) or course_id is None or type(ev).__name__ == "Share":
-            new = old
-        else:
-            new = engagement_level(state.courses.get(course_id))
-        for b, rises in pending.items():
-            rises.add(state, course_id, old, new, ev.ts)
-            if n % b == 0:
+    for b in batches:
+        states: dict[str, UserState | None] = {}
+        models = PartitionModels(0, PartitionStats(), RetentionModels(), ReferralModels())
+        for start in range(0, len(events), b):
+            chunk = events[start:start + b]
+            result = step(chunk, states, models, StepConfig())
+            for o in result.users:
+                states[o.user_id] = o.state
+            rises = result.rises
+            if len(chunk) == b:  # full batches only
                 inputs = rises.kernel_inputs()
                 batches[b].append((len(rises), int(inputs[3].size), (inputs, rises.gains_inputs(), len(rises.names))))
-                if b == ingest_batch:
-                    for update in rises.merged_updates(rows._hl_ms):
+            if b != ingest_batch:
+                continue
+            updates = rises.merged_updates(rows._hl_ms)
+            for n in range(start + 1, start + len(chunk) + 1):
+                if n == start + len(chunk):  # the batch's updates reach the rows when it ends
+                    for update in updates:
                         rows.apply(update)
                         for d in dirty.values():
                             d.add(update.course_id)
-                pending[b] = CoocRises()
-        for t, d in dirty.items():
-            if n % t == 0 and d:
-                now = ev.ts
-                entries = [rows.entries[c] for c in sorted(d)]
-                csr = rows_csr(entries, lambda c, now=now: rows.popularity(c, now), now, rows._hl_ms)
-                total = rows.total_popularity(now) or 1.0
-                ticks[t].append((len(entries), int(csr[1].size), (*csr[:5], total)))
-                d.clear()
+                for t, d in dirty.items():
+                    if n % t == 0 and d:
+                        now = events[n - 1].ts
+                        entries = [rows.entries[c] for c in sorted(d)]
+                        csr = rows_csr(entries, lambda c, now=now: rows.popularity(c, now), now, rows._hl_ms)
+                        total = rows.total_popularity(now) or 1.0
+                        ticks[t].append((len(entries), int(csr[1].size), (*csr[:5], total)))
+                        d.clear()
 
     def median_of_late(samples: list[tuple[int, int, Any]]) -> tuple[int, int, Any]:
         late = samples[len(samples) // 2:] or samples

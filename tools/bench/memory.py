@@ -52,7 +52,7 @@ def bench_memory(users: int = 100_000, events_per_user: int = 4, *, partitions: 
     courses = [f"c{i:04d}" for i in range(1, 121)]
     t0 = 1_700_000_000_000
 
-    def retention() -> RetentionModels:  # as streams.runtime.new_retention() configures them
+    def retention() -> RetentionModels:  # as streams.partition_models.new_retention() configures them
         return RetentionModels(horizon_days=s.churn_horizon_days, threshold=s.churn_threshold,
                                release=s.churn_release, cooldown_days=s.alert_cooldown_days,
                                first_check_days=s.first_check_days, rules=rules)

@@ -1,0 +1,169 @@
+"""The output records a step owes and their sends: profiles, lists, churn alerts, referral
+candidates and links. Built from the step's result (``models.step``) by the agent that ran it;
+no agent imports another for them.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from typing import Any
+
+import orjson
+
+from models.churn import churn_features
+from models.profile import PartitionStats, UserState, build_profile
+from models.referrals import ReferralDecision, referral_stats
+from models.retention import AlertDecision
+from schemas.codec import encode
+from schemas.outputs import ChurnAlert, Factor, RecItem, Recommendations, ReferralCandidate
+from streams import topics
+from streams.app import settings
+from streams.metrics import metrics
+from streams.partitions import registry
+from streams.runtime import RecTrigger, index, ranker, rules
+
+__all__ = [
+    "MODEL_VERSIONS", "alert_record", "attribution_gauges", "candidate_record", "profile_value", "rec_id_for",
+    "rec_value", "send_alert", "send_candidate", "send_link", "send_profile", "send_recommendations",
+    "with_repurchase_reason",
+]
+
+log = logging.getLogger(__name__)
+_LATENESS_MS = int(settings.allowed_lateness_s * 1000)
+#: repurchase propensity from which a bought course's follow-up is worded "continue with …"
+REPURCHASE_REASON_AT = 0.5
+MODEL_VERSIONS = {"itemknn": f"{settings.similarity}-k{settings.neighbours_k}", "ranker": "hybrid-1"}
+_REC_NS = uuid.UUID("6f1c1f64-5d0e-4b8e-9d4b-0c7e1f1f4a10")
+_ALERT_NS = uuid.UUID("0b3a52f5-3c8e-4a43-9a83-5b6f2b9f3c11")
+_CANDIDATE_NS = uuid.UUID("6f1d0c9e-2b7a-4c55-9a0e-31c6a8d2e7b4")
+
+
+# -- profiles ----------------------------------------------------------------------------------
+
+def profile_value(state: UserState, partition: int, stats: PartitionStats) -> bytes:
+    """The ``user-profiles`` record of ``state`` as of its partition's watermark (JSON bytes).
+
+    Call it with an event of ``partition`` current: the partition's models may be loaded from
+    their table on first use.
+    """
+    now = stats.watermark(_LATENESS_MS)
+    pm = registry.models(partition)
+    at = max(now, state.last_ts)
+    extra = pm.retention.extras(state, at, stats.avg_ltv)
+    extra.update({"referrals": referral_stats(state.referrals),
+                  "referral_propensity": round(pm.referrals.propensity(state, at), 4)})
+    profile = build_profile(state, now, stats.avg_ltv, rules, extra=extra)
+    metrics.inc("profiles_published", profile.segment)
+    return encode(profile)
+
+
+async def send_profile(user_id: str, value: bytes, partition: int) -> None:
+    """Send one profile to ``user-profiles`` (the user's own partition)."""
+    await topics.user_profiles.send(key=user_id.encode(), value=value, partition=partition)
+
+
+# -- recommendations ---------------------------------------------------------------------------
+
+def rec_id_for(user_id: str, event_id: str) -> str:
+    """Deterministic: a redelivered trigger makes the same id, so consumers can de-duplicate."""
+    return str(uuid.uuid5(_REC_NS, f"{user_id}/{event_id}"))
+
+
+def rec_value(state: UserState, trigger: RecTrigger) -> bytes | None:
+    """The ``recommendations`` record for ``state`` after ``trigger`` (JSON bytes), or None when
+    nothing can be ranked (no neighbour index yet, or no candidate)."""
+    if index.size == 0:
+        return None
+    items = ranker.recommend(state, index, trigger.ts)
+    if not items:
+        return None
+    items = with_repurchase_reason(items, state, trigger.partition, trigger.ts)
+    record = Recommendations(
+        rec_id=rec_id_for(state.user_id, trigger.event_id),
+        user_id=state.user_id,
+        items=[RecItem(course_id=c, score=s, reason=r) for c, s, r in items],
+        model_versions=MODEL_VERSIONS,
+        generated_at=trigger.ts,
+        event_id=trigger.event_id,
+    )
+    metrics.inc("recommendations_published")
+    return encode(record)
+
+
+def with_repurchase_reason(items: list[tuple[str, float, str]], state: UserState, partition: int,
+                           now: int) -> list[tuple[str, float, str]]:
+    """When the repurchase model expects the user to buy again soon, say "continue with …" for
+    the best item that follows a course they bought (seed 001: repurchase and retention)."""
+    prefix = "because you bought "
+    i = next((i for i, item in enumerate(items) if item[2].startswith(prefix)), None)
+    if i is None:  # nothing follows a bought course: no model call on this path
+        return items
+    repurchase = registry.models(partition).retention.repurchase
+    if repurchase.classifier.predict_proba(churn_features(state, now)) < REPURCHASE_REASON_AT:
+        return items
+    out = list(items)
+    course_id, score, reason = out[i]
+    out[i] = (course_id, score, "continue with this after " + reason[len(prefix):])
+    return out
+
+
+async def send_recommendations(user_id: str, value: bytes, partition: int) -> None:
+    """Send one list to ``recommendations`` (the user's own partition)."""
+    await topics.recommendations.send(key=user_id.encode(), value=value, partition=partition)
+
+
+def attribution_gauges() -> None:
+    """Views and purchases that came from a list, per list published."""
+    metrics.set("rec_flush_at", time.time())
+    published = metrics.get("recommendations_published")
+    if published:
+        metrics.set("rec_click_through", round(metrics.get("rec_attributed", "views") / published, 6))
+        metrics.set("rec_conversion", round(metrics.get("rec_attributed", "purchases") / published, 6))
+
+
+# -- churn alerts --------------------------------------------------------------------------------
+
+def alert_record(a: AlertDecision) -> ChurnAlert:
+    """The message of an alert decision; its id is the same for the same user and time."""
+    return ChurnAlert(
+        alert_id=str(uuid.uuid5(_ALERT_NS, f"{a.user_id}/{a.at}")),
+        user_id=a.user_id,
+        risk=a.risk,
+        threshold=a.threshold,
+        days_inactive=a.days_inactive,
+        segment=a.segment,
+        factors=[Factor(name=f["name"], value=round(float(f["value"]), 4), contribution=round(float(f["contribution"]), 4))
+                 for f in a.factors],
+        action=a.action,
+        generated_at=a.at,
+    )
+
+
+async def send_alert(a: AlertDecision, partition: int) -> None:
+    """Send one churn alert to ``churn-alerts`` (the user's own partition)."""
+    await topics.churn_alerts.send(key=a.user_id.encode(), value=encode(alert_record(a)), partition=partition)
+    metrics.inc("churn_alerts", a.segment)
+
+
+# -- referrals -----------------------------------------------------------------------------------
+
+def candidate_record(d: ReferralDecision, cooldown_days: float) -> ReferralCandidate:
+    """The message of a decision; its id is the same for the same user and cool-down bucket."""
+    bucket = d.at // max(1, int(cooldown_days * 86_400_000))
+    return ReferralCandidate(candidate_id=str(uuid.uuid5(_CANDIDATE_NS, f"{d.user_id}/{bucket}")), user_id=d.user_id,
+                             propensity=d.propensity, shares=d.stats["shares"],
+                             conversions=d.stats["converted_invitees"], incentive=d.incentive, generated_at=d.at)
+
+
+async def send_candidate(d: ReferralDecision, partition: int) -> None:
+    """Send one referral candidate to ``referral-candidates`` (the user's own partition)."""
+    candidate = candidate_record(d, settings.referral_cooldown_days)
+    await topics.referral_candidates.send(key=candidate.user_id.encode(), value=encode(candidate), partition=partition)
+
+
+async def send_link(link: dict[str, Any]) -> None:
+    """A share or a conversion naming one, to ``referral-links`` keyed by its ``share_id``."""
+    await topics.referral_links.send(key=link["share_id"].encode(), value=orjson.dumps(link))
+    metrics.inc("referral_links_sent", link["kind"])

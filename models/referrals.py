@@ -44,6 +44,8 @@ from schemas.events import SHARE_CHANNELS, Purchase, Share
 
 __all__ = [
     "REFERRAL_FEATURES",
+    "REFERRAL_PRIOR",
+    "REFERRAL_PRIOR_INTERCEPT",
     "SILENCE_FEATURES",
     "TIERS",
     "Attribution",
@@ -57,6 +59,7 @@ __all__ = [
     "record_credit",
     "record_share",
     "referral_features",
+    "referral_prior",
     "referral_stats",
 ]
 
@@ -402,6 +405,34 @@ def referral_features(state: UserState, now: int) -> dict[str, float]:
 
 # -- propensity ----------------------------------------------------------------------------------
 
+#: the hand-set logistic prior every partition's model starts from (:func:`referral_prior`):
+#: log-odds per unit of a :func:`referral_features` feature. Converted invitees and a recent,
+#: frequent sharing habit raise it; a user who has not shared for weeks falls back towards zero.
+#: Set so that a user sharing lately with one converted invitee crosses the default threshold
+#: (0.3) and sharing alone, however often, does not.
+REFERRAL_PRIOR: dict[str, float] = {
+    "ref_converted_log": 1.6,
+    "ref_share_rate": 0.9,
+    "ref_conversion_rate": 2.0,
+    "ref_days_since_share": -0.03,
+}
+#: the prior's log-odds of a user with every :data:`REFERRAL_PRIOR` feature at zero
+REFERRAL_PRIOR_INTERCEPT = -3.2
+
+
+def referral_prior(x: Mapping[str, float]) -> float:
+    """The prior propensity of features ``x`` (:data:`REFERRAL_PRIOR`; missing features count 0).
+
+    >>> round(referral_prior({"ref_days_since_share": 90.0}), 4)
+    0.0027
+    >>> referral_prior({"ref_converted_log": math.log1p(1), "ref_share_rate": 1.1,
+    ...                 "ref_conversion_rate": 0.25, "ref_days_since_share": 2.0}) > 0.3
+    True
+    """
+    z = REFERRAL_PRIOR_INTERCEPT + sum(w * float(x.get(k, 0.0)) for k, w in REFERRAL_PRIOR.items())
+    return 1.0 / (1.0 + math.exp(-max(-30.0, min(30.0, z))))
+
+
 
 def _logit(p: float) -> float:
     p = min(1.0 - 1e-6, max(1e-6, p))
@@ -445,11 +476,21 @@ class ReferralModels:
     at or above ``threshold``, and no candidate for the user in the last
     ``cooldown_days`` (read from ``state.referrals``; the caller records it with
     :func:`mark_candidate`, so it lives and moves with the user's state).
+
+    **Prior** (``prior_examples`` > 0, the default): until the partition's model is :attr:`ready`,
+    :meth:`propensity` and :meth:`decide` use the hand-set logistic prior of :func:`referral_prior`
+    alone, the same on every partition, so a fresh partition (a small platform, the first minutes
+    of a deployment) publishes candidates before it has learned any label of its own; once ready,
+    the learned probability is blended with the prior as if the prior were ``prior_examples``
+    labels, ``(n * learned + prior_examples * prior) / (n + prior_examples)`` with ``n`` the labels
+    learned, so the partition's own labels take over as they accumulate. ``prior_examples=0``
+    restores the old behaviour (no candidate before the model is ready). The prior is a parameter,
+    not learned state: checkpoints are unchanged and old ones restore as before.
     """
 
     def __init__(self, horizon_days: float = 14.0, threshold: float = 0.3, cooldown_days: float = 7.0,
                  min_examples: int = 200, prior: float = 0.02, min_auc: float = 0.7, l2: float = 0.0,
-                 lr: float = 0.005, model: str = "logreg", seed: int = 0) -> None:
+                 lr: float = 0.005, model: str = "logreg", seed: int = 0, prior_examples: int = 200) -> None:
         if not (isinstance(horizon_days, int | float) and 0 < horizon_days < 10_000):
             msg = f"horizon_days must be a number in (0, 10000), got {horizon_days!r}"
             raise ValueError(msg)
@@ -468,7 +509,11 @@ class ReferralModels:
         if not (isinstance(min_auc, int | float) and 0 <= min_auc < 1):
             msg = f"min_auc must be in [0, 1), got {min_auc!r}"
             raise ValueError(msg)
+        if not (isinstance(prior_examples, int) and prior_examples >= 0):
+            msg = f"prior_examples must be an int >= 0, got {prior_examples!r}"
+            raise ValueError(msg)
         self.horizon_days = horizon_days
+        self.prior_examples = prior_examples
         self.threshold = threshold
         self.cooldown_days = cooldown_days
         self.min_examples = min_examples
@@ -497,6 +542,11 @@ class ReferralModels:
     def clone(self) -> ReferralModels:
         return clone(self)
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # a model pickled whole before the prior existed loads without one, as it was
+        state.setdefault("prior_examples", 0)
+        self.__dict__.update(state)
+
     @property
     def cooldown_ms(self) -> int:
         return int(self.cooldown_days * DAY_MS)
@@ -509,9 +559,26 @@ class ReferralModels:
                 and self.negatives > 0 and float(self.metric.get()) >= self.min_auc
                 and self.mean_prediction <= 3.0 * self.mean_label + 0.01)
 
+    @property
+    def source(self) -> str:
+        """What :meth:`propensity` rests on: ``model`` (ready, blended with the prior when there is
+        one), ``prior`` (not ready, with a prior) or ``unready`` (neither: no candidates)."""
+        if self.ready:
+            return "model"
+        return "prior" if self.prior_examples else "unready"
+
     def propensity(self, state: UserState, now: int) -> float:
-        """Probability that the user brings a converting invitee within ``horizon_days`` of ``now``."""
-        return self.classifier.predict_proba(referral_features(state, now))
+        """Probability that the user brings a converting invitee within ``horizon_days`` of ``now``
+        (the prior alone before the model is ready, see the class doc)."""
+        x = referral_features(state, now)
+        source = self.source
+        if source == "prior":
+            return referral_prior(x)
+        learned = self.classifier.predict_proba(x)
+        if source == "unready" or not self.prior_examples:
+            return learned
+        n, n0 = self.positives + self.negatives, self.prior_examples
+        return (n * learned + n0 * referral_prior(x)) / (n + n0)
 
     def observe(self, state: UserState, ts: int) -> bool:
         """After one of the user's events (state applied): snapshot unless one is pending."""
@@ -559,8 +626,9 @@ class ReferralModels:
 
     def decide(self, state: UserState, now: int) -> ReferralDecision | None:
         """A candidate when the model is ready, the propensity reaches the threshold and the
-        user's cool-down is over; else None. Does not change ``state``."""
-        if not self.ready:
+        user's cool-down is over; else None. Before the model is ready the prior decides (when
+        ``prior_examples`` > 0). Does not change ``state``."""
+        if self.source == "unready":
             return None
         last = state.referrals.get("candidate_ts")
         if last is not None and now - last < self.cooldown_ms:

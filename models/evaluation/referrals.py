@@ -96,6 +96,8 @@ class ReferralEvalConfig:
     #: users spread over this many partitions (stable crc32 of the user id), one model and one
     #: watermark each, as live; 1 = one model learning from every user
     partitions: int = 1
+    #: weight of the shared prior in labels (:class:`ReferralModels` ``prior_examples``; 0: none)
+    prior_examples: int = 200
 
 
 class ReferralReplay:
@@ -111,7 +113,8 @@ class ReferralReplay:
         self.book = AttributionBook({}, window_days=cfg.window_days)
         self.courses: dict[str, dict[str, Any]] = {}
         self.models = [ReferralModels(horizon_days=cfg.horizon_days, threshold=cfg.threshold,
-                                      cooldown_days=cfg.cooldown_days, min_examples=cfg.min_examples, seed=cfg.seed)
+                                      cooldown_days=cfg.cooldown_days, min_examples=cfg.min_examples, seed=cfg.seed,
+                                      prior_examples=cfg.prior_examples)
                        for _ in range(cfg.partitions)]
         self.max_ts = [0] * cfg.partitions
         self.candidates: list[tuple[str, int, float, str]] = []
@@ -259,7 +262,8 @@ def render_markdown(result: dict[str, Any], command: str, by_partitions: Sequenc
     """The figures block of docs/referrals.md; ``by_partitions``: more runs, one per partition count."""
     lines = [BEGIN, "", f"Regenerate with `{command}`.", "",
              f"{result['events']} events, {result['users']} users of whom {result['true_referrers']} are natural "
-             f"referrers (simulator truth); replay took {result['seconds']} s.", ""]
+             f"referrers (simulator truth); replay took {result['seconds']} s; shared prior weight "
+             f"{result['config'].get('prior_examples', 0)} labels (0: none).", ""]
     for fig in result["cutoffs"]:
         ks = fig["ks"]
         head = " | ".join(f"P@{k}" if i < len(ks) - 1 or len(ks) == 1 else f"P@{k} (= #referrers)" for i, k in enumerate(ks))
@@ -322,12 +326,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--json", type=Path, help="write the full result as JSON")
     p.add_argument("--min-examples", type=int, default=ReferralEvalConfig.min_examples)
     p.add_argument("--threshold", type=float, default=ReferralEvalConfig.threshold)
+    p.add_argument("--prior-examples", type=int, default=ReferralEvalConfig.prior_examples,
+                   help="weight of the shared prior in labels (0: no prior, the behaviour before it)")
     p.add_argument("--partitions", default="4,12",
                    help="comma-separated partition counts to compare with the one-model run ('' for none)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("models.churn").setLevel(logging.WARNING)  # drift notes of every model
-    cfg = ReferralEvalConfig(min_examples=args.min_examples, threshold=args.threshold)
+    cfg = ReferralEvalConfig(min_examples=args.min_examples, threshold=args.threshold,
+                             prior_examples=args.prior_examples)
     truth = read_truth(args.truth_dir)
     result = evaluate(read_events(args.events), truth, cfg)
     counts = [int(x) for x in args.partitions.split(",") if x.strip()]

@@ -27,6 +27,7 @@ from models.referrals import (
     record_credit,
     record_share,
     referral_features,
+    referral_prior,
     referral_stats,
 )
 from schemas.events import Purchase, Share, View
@@ -277,13 +278,84 @@ def test_model_ranks_referrers_above_others_and_decides_with_a_cool_down():
     assert all(rm.decide(states[u], now) is None for u in states if u.startswith("n"))
 
 
-def test_no_candidates_before_the_model_is_trained_and_calibrated():
-    rm = ReferralModels(min_examples=10)
+def test_no_candidates_before_the_model_is_trained_and_calibrated_without_a_prior():
+    rm = ReferralModels(min_examples=10, prior_examples=0)
     st = UserState("s")
     st.apply(_share("s", "sh1", T0))
     rm.observe(st, T0)
     assert not rm.ready and rm.propensity(st, T0) == pytest.approx(0.02)  # the prior, before any label
     assert rm.decide(st, T0) is None
+
+
+def _proven_sharer(uid: str = "s", day: int = 0) -> UserState:
+    """Shares daily for five days, one invitee bought (credited) on the fourth."""
+    st = UserState(uid)
+    for d in range(5):
+        ts = T0 + (day + d) * DAY_MS
+        st.apply(_share(uid, f"{uid}-sh{d}", ts))
+        st.referrals = record_share(st.referrals, "wechat_group", ts)
+    st.referrals, _ = record_credit(st.referrals, _credit("i1", 0, T0 + (day + 3) * DAY_MS))
+    return st
+
+
+def test_a_fresh_partition_model_publishes_candidates_from_the_shared_prior():
+    """Before the prior, a partition with fewer than min_examples labels of its own published
+    nothing (the demo and small platforms saw no candidate); now the prior decides until then."""
+    now = T0 + 5 * DAY_MS
+    rm = ReferralModels()  # the live defaults: min_examples 200, prior_examples 200
+    st, idle = _proven_sharer(), UserState("v")
+    idle.apply(_view("v", 0, T0))
+    for u in (st, idle):
+        rm.observe(u, u.last_ts)
+    assert rm.positives + rm.negatives < rm.min_examples and not rm.ready and rm.source == "prior"
+    p = rm.propensity(st, now)
+    assert p == pytest.approx(referral_prior(referral_features(st, now))) and p >= rm.threshold
+    d = rm.decide(st, now)
+    assert d is not None and d.user_id == "s" and d.propensity == round(p, 4) and d.incentive.startswith("silver")
+    assert rm.decide(idle, now) is None and rm.propensity(idle, now) < 0.01  # no sharing: far below
+    sharer_only = UserState("q")  # shares often, nobody bought yet: ranked above idle, not a candidate
+    for d_ in range(5):
+        sharer_only.apply(_share("q", f"q{d_}", T0 + d_ * DAY_MS))
+        sharer_only.referrals = record_share(sharer_only.referrals, "qq", T0 + d_ * DAY_MS)
+    assert rm.propensity(idle, now) < rm.propensity(sharer_only, now) < rm.threshold
+    assert rm.decide(sharer_only, now) is None
+    assert ReferralModels(prior_examples=0).decide(st, now) is None  # the old behaviour
+
+
+def test_a_ready_model_blends_its_own_probability_with_the_prior_by_label_count():
+    rm = ReferralModels(horizon_days=3, min_examples=50)
+    states = _train(rm)
+    assert rm.ready and rm.source == "model"
+    st, now = states["r0"], states["r0"].last_ts
+    x = referral_features(st, now)
+    n = rm.positives + rm.negatives
+    want = (n * rm.classifier.predict_proba(x) + 200 * referral_prior(x)) / (n + 200)
+    assert rm.propensity(st, now) == pytest.approx(want)
+
+
+def test_checkpoints_written_before_the_prior_restore_into_a_model_with_one():
+    """The prior is a parameter, not learned state: format 2 is unchanged, an old blob (or a
+    model pickled whole before the attribute existed) restores and decides without crashing."""
+    rm = ReferralModels(horizon_days=3, min_examples=50, seed=4)
+    _train(rm, days=20)
+    old = pickle.dumps({  # format 2 exactly as written before the prior
+        "format": 2, "horizon_days": 3, "model": "logreg", "classifier": rm.classifier, "metric": rm.metric,
+        "positives": rm.positives, "negatives": rm.negatives,
+        "means": (rm.mean_prediction, rm.mean_label, rm.snapshots), "watermark": rm.watermark})
+    st, now = _proven_sharer(day=20), T0 + 25 * DAY_MS
+    new = ReferralModels(horizon_days=3, min_examples=50)
+    assert new.restore_learned(old) == "restored" and (new.positives, new.negatives) == (rm.positives, rm.negatives)
+    assert new.prior_examples == 200 and new.ready == rm.ready
+    assert new.propensity(st, now) == pytest.approx(rm.propensity(st, now))
+    new.decide(st, now)
+    fresh = ReferralModels()
+    assert fresh.restore_learned(b"garbage") == "rebuilt" and fresh.decide(st, now) is not None  # the prior
+    state = rm.__dict__.copy()
+    del state["prior_examples"]
+    legacy = ReferralModels.__new__(ReferralModels)
+    legacy.__setstate__(state)
+    assert legacy.prior_examples == 0 and legacy.source in {"model", "unready"}
+    assert legacy.propensity(st, now) == pytest.approx(legacy.classifier.predict_proba(referral_features(st, now)))
 
 
 def test_a_model_that_cannot_rank_its_own_labels_publishes_nothing():
@@ -359,7 +431,7 @@ def test_clone_is_unfitted_with_the_same_arguments():
 @pytest.mark.parametrize("kwargs", [
     {"horizon_days": 0}, {"horizon_days": "14"}, {"threshold": 0}, {"threshold": 1.5}, {"cooldown_days": -1},
     {"min_examples": -1}, {"min_examples": 2.5}, {"prior": 0}, {"prior": 1}, {"min_auc": 1.0}, {"lr": 0},
-    {"l2": -1}, {"model": "forest"},
+    {"l2": -1}, {"model": "forest"}, {"prior_examples": -1}, {"prior_examples": 1.5},
 ])
 def test_bad_arguments_raise_value_error(kwargs):
     with pytest.raises(ValueError):

@@ -549,6 +549,8 @@ def read_outcome(settings: Settings) -> Outcome:
 #: (the de-duplication memory and the owned courses are kept in arrival order; a user's views and
 #: purchases come from different topics, interleaved as the consumer fetches them): compared as sets
 STATE_ORDER_FIELDS = ("recent_ids", "owned")
+#: fields of ``referrals`` that record a model decision, not the events (see norm_state)
+MODEL_DECISION_FIELDS = ("candidate_ts",)
 STATE_FLOAT_FIELDS = ("watch_s", "spend", "watch_short", "watch_long", "events_short", "events_long")
 #: profile fields that are a function of the user's state alone (not of the watermark or models)
 PROFILE_STATE_FIELDS = ("user_id", "views", "purchases", "shares", "sessions", "active_days",
@@ -570,6 +572,11 @@ def norm_state(s: dict[str, Any]) -> dict[str, Any]:
     for name in STATE_ORDER_FIELDS:
         out[name] = sorted(out.get(name) or [])
     out["courses"] = {c: list(v) for c, v in sorted((out.get("courses") or {}).items())}
+    # when the user was last published as a referral candidate (the cool-down stamp) records a
+    # decision of the partition's referral model, whose learned state a crash rolls back to its
+    # last checkpoint: a model output, not compared (as scores, lists' items and alerts are not)
+    if isinstance(out.get("referrals"), dict):
+        out["referrals"] = {k: v for k, v in out["referrals"].items() if k not in MODEL_DECISION_FIELDS}
     return out
 
 

@@ -36,6 +36,10 @@ class PartitionRegistry:
         self._since_checkpoint: dict[tuple[str, int], int] = {}
         self._courses: dict[int, dict[str, dict[str, Any]]] = {}
 
+    def loaded_retention(self) -> dict[int, Any]:
+        """Partition -> its retention models, for the partitions loaded so far (read by /metrics)."""
+        return {partition: pm.retention for partition, pm in list(self._models.items())}
+
     def models(self, partition: int) -> PartitionModels:
         """The partition's stats and models: restored from their tables (and the silence checks
         re-scheduled from its users' states) on first use; every parameter from the settings."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import orjson
 from faust.web import Request, Response, View
 
-from streams import runtime
+from streams import partitions as _partitions
 from streams.app import app, settings
 from streams.health import BrokerWatch, readiness
 from streams.metrics import metrics
@@ -24,7 +24,7 @@ metrics.add_source(consumer_source(app, settings.topic_prefix))
 metrics.add_source(recovery_source(app))
 # partition -> retention models, read at scrape time (tests/integration/test_operations.py fails
 # when none are found on a worker that processes events)
-metrics.add_source(quality_source(lambda: getattr(runtime, "retention", {})))
+metrics.add_source(quality_source(lambda: _partitions.registry.loaded_retention()))
 
 
 def _json(web, body: object, status: int = 200) -> Response:  # noqa: ANN001

@@ -144,11 +144,13 @@ async def _watch_continuity() -> None:
 async def process_batch(batch) -> None:  # noqa: ANN001 - faust events
     """Fold a batch of input events, partition by partition (one step each), and send what it owes."""
     by_partition: dict[int, list[tuple[Any, Any]]] = {}
+    accepted = 0
     for event in batch:
         message = event.message
         if _CONTINUITY and not continuity.accept(message.topic, message.partition, message.offset):
             release_unprocessed(app.consumer, message)  # comes again, in order, after the heal
             continue
+        accepted += 1
         logical = message.topic[_PREFIX_LEN:]
         try:
             ev = decode_event(
@@ -168,6 +170,8 @@ async def process_batch(batch) -> None:  # noqa: ANN001 - faust events
             continue
         by_partition.setdefault(message.partition, []).append((event, ev))
 
+    if accepted:
+        continuity.batch_accepted()
     rises = CoocRises(completion=rules.completion)  # every partition's rises: one kernel call
     results: list[tuple[PartitionScope, StepResult]] = []
     last_ts = 0

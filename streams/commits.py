@@ -175,10 +175,10 @@ def _wrap_seek_to_committed(original: Any) -> Any:
             reset = str(self.app.conf.consumer_auto_offset_reset or "earliest")
             await self.call_thread(_reset_positions, self._ensure_consumer(), fresh, dict(committed), reset)
             metrics.inc("fresh_partition_seeks", by=len(fresh))
-        streams_tps = [tp for tp in committed if tp.topic not in changelogs]
-        if streams_tps:  # where every stream partition is read from now (streams/continuity.py)
-            from streams.continuity import continuity
+        from streams.continuity import continuity
 
+        streams_tps = [tp for tp in committed if tp.topic in continuity.topics]
+        if streams_tps:  # where every checked partition is read from now (streams/continuity.py)
             continuity.positioned(await self.call_thread(_positions, self._ensure_consumer(), streams_tps))
         return committed
 

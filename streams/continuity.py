@@ -76,8 +76,11 @@ class Continuity:
             return False
         if want is None or offset == want:
             self.expected[key] = offset + 1
-        self.last_accept = time.monotonic()
         return True
+
+    def batch_accepted(self) -> None:
+        """Records of a batch were accepted: the stream is not idle (one clock read per batch)."""
+        self.last_accept = time.monotonic()
 
     async def watch(self, consumer: Any, probe: Any = None, idle_s: float = 10.0) -> int:  # noqa: ANN401
         """Heal tail gaps: partitions read past their expected offset while nothing was accepted

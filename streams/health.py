@@ -18,7 +18,6 @@ completed and the broker answers.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import threading
@@ -189,47 +188,3 @@ def readiness(app: Any, watch: BrokerWatch | None) -> tuple[bool, list[str]]:  #
         reasons.append(f"recovering tables: {sum(remaining.values())} changelog records to read"
                        + (f" ({', '.join(f'{k}: {v}' for k, v in sorted(remaining.items())[:8])})" if remaining else ""))
     return not reasons, reasons
-
-
-def consumer_state(app: Any) -> dict[str, Any]:  # noqa: ANN401 - a faust App
-    """Per input partition, what the consumer does with it: assigned, active (fetched), paused or
-    buffered (held back while its stream's queue is full), and aiokafka's position and highwater.
-    A partition assigned but neither active nor paused is one nobody fetches (``/consumer``)."""
-    consumer = getattr(app, "_consumer", None)
-    if consumer is None:
-        return {"assigned": []}
-    try:
-        assigned = sorted(consumer.assignment())
-    except Exception:  # noqa: BLE001 - not started, or closing
-        return {"assigned": []}
-    active = set(getattr(consumer, "_active_partitions", None) or ())
-    paused = set(getattr(consumer, "_paused_partitions", ()) or ())
-    buffered = set(getattr(consumer, "_buffered_partitions", ()) or ())
-    inner = None
-    thread = getattr(consumer, "_thread", None)
-    if thread is not None:
-        inner = getattr(thread, "_consumer", None)
-    aio_paused = set()
-    if inner is not None:
-        with contextlib.suppress(Exception):
-            aio_paused = {(tp.topic, tp.partition) for tp in inner.paused()}
-    from streams.continuity import continuity
-
-    rows = []
-    for tp in assigned:
-        row: dict[str, Any] = {"topic": tp.topic, "partition": tp.partition, "active": tp in active,
-                               "paused": tp in paused, "buffered": tp in buffered,
-                               "fetch_paused": (tp.topic, tp.partition) in aio_paused,
-                               "expected": continuity.expected.get((tp.topic, tp.partition))}
-        if inner is not None:
-            from aiokafka import TopicPartition
-
-            atp = TopicPartition(tp.topic, tp.partition)
-            with contextlib.suppress(Exception):
-                row["highwater"] = inner.highwater(atp)
-                row["position"] = inner._subscription.subscription.assignment.state_value(atp).position  # noqa: SLF001
-        rows.append(row)
-    return {"assigned": rows, "flow_active": bool(getattr(consumer, "flow_active", True)),
-            "flow_control_active": app.flow_control.is_active(),
-            "generation": getattr(app, "consumer_generation_id", None),
-            "in_recovery": bool(getattr(app, "in_recovery", False))}

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 from collections import OrderedDict, deque
@@ -23,7 +24,7 @@ from faust.sensors import Sensor
 
 from streams.metrics import Metrics
 
-__all__ = ["OnlineHitRate", "OpsSensor", "consumer_source", "quality_source", "recovery_source"]
+__all__ = ["OnlineHitRate", "OpsSensor", "consumer_source", "consumer_state", "partition_rows", "quality_source", "recovery_source"]
 
 INPUTS = ("views", "purchases", "shares")
 
@@ -114,37 +115,90 @@ class OpsSensor(Sensor):
         return out
 
 
+def partition_rows(app: Any) -> tuple[Any, list[dict[str, Any]]]:  # noqa: ANN401 - a faust App
+    """The one reader of the consumer's internals: per assigned partition (topic order) whether it
+    is active (fetched), paused or buffered (held back while its stream's queue is full), whether
+    aiokafka pauses its fetch, Faust's view of its end, committed and last read offsets, and
+    aiokafka's position and highwater. Returns ``(consumer, rows)``; ``(None, [])`` before the
+    consumer started. Faust keeps no public view of these, hence the private attributes."""
+    consumer = getattr(app, "_consumer", None)
+    if consumer is None:
+        return None, []
+    try:
+        assigned = sorted(consumer.assignment())
+    except Exception:  # noqa: BLE001 - not started, or closing
+        return None, []
+    from streams.continuity import continuity
+
+    active = set(getattr(consumer, "_active_partitions", None) or ())
+    paused = set(getattr(consumer, "_paused_partitions", ()) or ())
+    buffered = set(getattr(consumer, "_buffered_partitions", ()) or ())
+    committed_of = getattr(consumer, "_committed_offset", {})
+    read_of = getattr(consumer, "_read_offset", {})
+    thread = getattr(consumer, "_thread", None)
+    inner = getattr(thread, "_consumer", None) if thread is not None else None
+    aio_paused: set[tuple[str, int]] = set()
+    if inner is not None:
+        with contextlib.suppress(Exception):
+            aio_paused = {(tp.topic, tp.partition) for tp in inner.paused()}
+    rows = []
+    for tp in assigned:
+        try:
+            end = consumer.highwater(tp)
+        except Exception:  # noqa: BLE001 - no fetch yet
+            end = None
+        row: dict[str, Any] = {
+            "topic": tp.topic, "partition": tp.partition, "active": tp in active,
+            "paused": tp in paused, "buffered": tp in buffered,
+            "fetch_paused": (tp.topic, tp.partition) in aio_paused,
+            "expected": continuity.expected.get((tp.topic, tp.partition)),
+            "end": end if end is not None and end >= 0 else None,
+            "committed": committed_of.get(tp), "last_read": read_of.get(tp),
+        }
+        if inner is not None:
+            from aiokafka import TopicPartition
+
+            atp = TopicPartition(tp.topic, tp.partition)
+            with contextlib.suppress(Exception):
+                row["highwater"] = inner.highwater(atp)
+                row["position"] = inner._subscription.subscription.assignment.state_value(atp).position  # noqa: SLF001
+        rows.append(row)
+    return consumer, rows
+
+
+def consumer_state(app: Any) -> dict[str, Any]:  # noqa: ANN401 - a faust App
+    """``/consumer``: :func:`partition_rows` with the consumer's flow state. A partition assigned
+    but neither active nor paused is one nobody fetches."""
+    consumer, rows = partition_rows(app)
+    if consumer is None:
+        return {"assigned": []}
+    return {"assigned": rows, "flow_active": bool(getattr(consumer, "flow_active", True)),
+            "flow_control_active": app.flow_control.is_active(),
+            "generation": getattr(app, "consumer_generation_id", None),
+            "in_recovery": bool(getattr(app, "in_recovery", False))}
+
+
 def consumer_source(app: Any, topic_prefix: str = "") -> Any:  # noqa: ANN401
     """Per assigned partition: end offset, committed offset, position and lag (end - committed,
-    where the group commits: not for changelogs)."""
+    where the group commits: not for changelogs), from :func:`partition_rows`."""
 
     def read() -> Iterator[tuple[str, str, float]]:
-        consumer = getattr(app, "_consumer", None)
+        consumer, rows = partition_rows(app)
         if consumer is None:
             return
-        try:
-            assigned = consumer.assignment()
-        except Exception:  # noqa: BLE001 - not started yet
-            return
-        committed_of = consumer._committed_offset  # noqa: SLF001 - Faust keeps no public view of it
-        read_of = consumer._read_offset  # noqa: SLF001
         inputs = {topic_prefix + t for t in INPUTS}
         n_inputs = 0
-        for tp in sorted(assigned):
-            topic = tp.topic[len(topic_prefix):] if topic_prefix and tp.topic.startswith(topic_prefix) else tp.topic
-            label = f"{topic}:{tp.partition}"
-            n_inputs += tp.topic in inputs
-            try:
-                end = consumer.highwater(tp)
-            except Exception:  # noqa: BLE001 - no fetch yet
-                end = None
-            committed = committed_of.get(tp)
-            last_read = read_of.get(tp)
-            if end is not None and end >= 0:
+        for row in rows:
+            full = row["topic"]
+            topic = full[len(topic_prefix):] if topic_prefix and full.startswith(topic_prefix) else full
+            label = f"{topic}:{row['partition']}"
+            n_inputs += full in inputs
+            end, committed, last_read = row["end"], row["committed"], row["last_read"]
+            if end is not None:
                 yield "consumer_end_offset", label, end
             if committed is not None:  # none for a changelog (read, never committed)
                 yield "consumer_committed_offset", label, committed
-                if end is not None and end >= 0:
+                if end is not None:
                     yield "consumer_lag", label, max(0, end - committed)
             if last_read is not None:
                 yield "consumer_position", label, last_read + 1

@@ -9,7 +9,13 @@ from streams import partitions as _partitions
 from streams.app import app, settings
 from streams.health import BrokerWatch, readiness
 from streams.metrics import metrics
-from streams.observe import OpsSensor, consumer_source, quality_source, recovery_source
+from streams.observe import (
+    OpsSensor,
+    consumer_source,
+    consumer_state,
+    quality_source,
+    recovery_source,
+)
 from streams.operator_page import PAGE
 from streams.providers import lookup
 from streams.runtime import index, serving
@@ -106,8 +112,6 @@ class ConsumerView(View):
     """Per input partition: assigned, fetched, paused or held back, position and highwater."""
 
     async def get(self, request: Request) -> Response:
-        from streams.health import consumer_state
-
         return _json(self.web, consumer_state(app))
 
 

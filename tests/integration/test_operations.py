@@ -125,6 +125,12 @@ def test_metrics_parse_every_family_has_help_and_the_live_figures_are_there(ops:
     stats = ops.worker.stats()
     assert stats["events_in"]["views"] > 0 and "views:0" in stats["consumer_lag"]
     assert stats["event_output_latency_seconds"]["views"]["count"] > 0
+    # /consumer: the same reader of the consumer, per partition, with what continuity expects next
+    page = ops.worker.get_json("/consumer")
+    views = {row["partition"]: row for row in page["assigned"] if row["topic"] == ops.settings.topic("views")}
+    assert set(views) == set(range(4)) and page["flow_control_active"] is True
+    assert all(row["expected"] is not None and row["committed"] is not None for row in views.values())
+    assert all(row["end"] is None or row["end"] >= row["committed"] for row in views.values())
 
 
 def _dashboard_metric_names() -> set[str]:

@@ -140,3 +140,24 @@ def test_cli_and_config() -> None:
     assert BenchConfig.create(events=5000).events == 5000
     with pytest.raises(ValueError, match="events"):
         BenchConfig.create(events=10)
+
+
+def test_a_failed_part_is_recorded_and_the_others_go_on():
+    import asyncio
+
+    from tools.bench.run import _aphase, _phase
+
+    result: dict = {"errors": []}
+
+    def broken() -> int:
+        msg = "broker gone"
+        raise RuntimeError(msg)
+
+    async def fine() -> int:
+        return 7
+
+    assert _phase(result, "(x) broken", broken) is None
+    assert asyncio.run(_aphase(result, "(y) fine", fine())) == 7
+    assert [e["part"] for e in result["errors"]] == ["(x) broken"]
+    assert "RuntimeError: broker gone" in result["errors"][0]["error"]
+    assert "broken" in result["errors"][0]["traceback"]

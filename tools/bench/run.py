@@ -35,32 +35,41 @@ log = logging.getLogger(__name__)
 # the run
 
 
+class _Phase:
+    """One part of the run, timed and logged; a failure is recorded in ``result["errors"]`` and
+    the part's figure is None, so one failed part does not lose the others' figures."""
+
+    def __init__(self, result: dict[str, Any], name: str) -> None:
+        self.result, self.name, self.value, self.t = result, name, None, 0.0
+
+    def __enter__(self) -> _Phase:
+        log.info("bench: %s ...", self.name)
+        self.t = time.perf_counter()
+        return self
+
+    def __exit__(self, kind: Any, exc: BaseException | None, tb: Any) -> bool:  # noqa: ANN401
+        if exc is None:
+            log.info("bench: %s done in %.1f s", self.name, time.perf_counter() - self.t)
+            return False
+        if not isinstance(exc, Exception):
+            return False  # KeyboardInterrupt, cancellation: not a part's failure
+        log.error("bench: %s failed: %s", self.name, exc)
+        self.result["errors"].append({"part": self.name, "error": f"{type(exc).__name__}: {exc}",
+                                      "traceback": "".join(traceback.format_exception(exc, limit=5))})
+        self.value = None
+        return True
+
+
 def _phase(result: dict[str, Any], name: str, fn: Callable[[], Any]) -> Any:
-    log.info("bench: %s ...", name)
-    t = time.perf_counter()
-    try:
-        value = fn()
-    except Exception as exc:  # noqa: BLE001 - one failed part must not lose the others' figures
-        log.error("bench: %s failed: %s", name, exc)
-        result["errors"].append({"part": name, "error": f"{type(exc).__name__}: {exc}",
-                                 "traceback": traceback.format_exc(limit=5)})
-        return None
-    log.info("bench: %s done in %.1f s", name, time.perf_counter() - t)
-    return value
+    with _Phase(result, name) as phase:
+        phase.value = fn()
+    return phase.value
 
 
 async def _aphase(result: dict[str, Any], name: str, coro: Any) -> Any:
-    log.info("bench: %s ...", name)
-    t = time.perf_counter()
-    try:
-        value = await coro
-    except Exception as exc:  # noqa: BLE001 - one failed part must not lose the others' figures
-        log.error("bench: %s failed: %s", name, exc)
-        result["errors"].append({"part": name, "error": f"{type(exc).__name__}: {exc}",
-                                 "traceback": traceback.format_exc(limit=5)})
-        return None
-    log.info("bench: %s done in %.1f s", name, time.perf_counter() - t)
-    return value
+    with _Phase(result, name) as phase:
+        phase.value = await coro
+    return phase.value
 
 
 async def _live_parts(config: BenchConfig, live: _Live, result: dict[str, Any]) -> None:

@@ -24,6 +24,7 @@ from streams import tables, topics
 from streams.app import app, settings
 from streams.metrics import metrics
 from streams.partitioning import partition_for
+from streams.publish import outbox
 from streams.runtime import PartitionScope, handover, index
 
 __all__ = ["accumulate_similarity", "parse_updates", "publish_neighbours"]
@@ -117,5 +118,6 @@ async def publish_neighbours() -> None:
         if missing:
             handover.dirty_rows.setdefault(course_id, partition)
         value = {"course_id": course_id, "pop": pop, "ts": now, "neighbours": neighbours}
-        await topics.course_neighbours.send(key=course_id.encode(), value=orjson.dumps(value), partition=partition)
+        outbox.add(topics.course_neighbours, course_id.encode(), orjson.dumps(value), partition)
         metrics.inc("neighbour_lists_published")
+    await outbox.send()

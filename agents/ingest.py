@@ -42,6 +42,7 @@ from streams.partitions import registry
 from streams.providers import provide
 from streams.publish import (
     attribution_gauges,
+    outbox,
     profile_value,
     rec_value,
     send_alert,
@@ -221,28 +222,28 @@ def _title_of(course_id: str) -> str:
 async def _flush_batch(updates: list[RowUpdate], results: list[tuple[PartitionScope, StepResult]]) -> None:
     """Sends and per-partition writes of a batch, after every partition's step."""
     for partition, bundle in cooc_bundles(updates, topics.course_cooc.partitions or settings.partitions).items():
-        await topics.course_cooc.send(key=str(partition).encode(), value=orjson.dumps({"updates": bundle}),
-                                      partition=partition)
+        outbox.add(topics.course_cooc, str(partition).encode(), orjson.dumps({"updates": bundle}), partition)
         metrics.inc("cooc_bundles_sent")
     metrics.inc("cooc_updates_sent", by=len(updates))
     for _, result in results:
         for link in result.links:  # share/conversion -> referral-links (attribute_referrals)
-            await send_link(link)
+            send_link(link)
     for _, result in results:
         for decision in result.candidates:
-            await send_candidate(decision, result.partition)
+            send_candidate(decision, result.partition)
     for scope, result in results:
         partition = result.partition
         models = registry.models(partition)
         if result.write_stats:
             scope.put(tables.partition_stats, str(partition), models.stats.to_dict())
             for alert in result.alerts:
-                await send_alert(alert, partition)
+                send_alert(alert, partition)
             metrics.set("churn_drift_count", models.retention.churn.classifier.drift_count, str(partition))
         if result.applied:
             _checkpoint(scope, models, result.applied)
         metrics.set("watermark_ms", models.stats.watermark(_STEP.lateness_ms), str(partition))
     await _send_owed([o for _, result in results for o in result.users])
+    await outbox.send()  # what no owed user's publish sent (nobody owed, or records queued since)
 
 
 def _checkpoint(scope: PartitionScope, models: Any, applied: int) -> None:
@@ -272,15 +273,16 @@ async def _send_owed_locked(owed: list[UserOutcome]) -> None:
     for o in owed:
         partition = o.trigger.partition
         value = profile_value(o.state, partition, partition_stats(partition))
-        await send_profile(o.user_id, value, partition)
+        send_profile(o.user_id, value, partition)
         profiles.append((o.user_id, value))
         rec = rec_value(o.state, o.trigger)
         if rec is None:
             handover.owe_list(o.user_id, o.trigger)
             continue
         handover.listed(o.user_id)
-        await send_recommendations(o.user_id, rec, partition)
+        send_recommendations(o.user_id, rec, partition)
         lists.append((o.user_id, rec))
+    await outbox.send()  # Kafka before Redis, under the publish lock
     if profiles:
         await serving.put_many("profile", profiles)
     if lists:

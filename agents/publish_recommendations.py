@@ -21,6 +21,7 @@ from streams.app import app, settings
 from streams.publish import (
     MODEL_VERSIONS,
     attribution_gauges,
+    outbox,
     rec_id_for,
     rec_value,
     send_recommendations,
@@ -50,9 +51,10 @@ async def _flush_pending_locked() -> None:
         value = rec_value(UserState.from_dict(raw), trigger)
         if value is None:
             continue
-        await send_recommendations(user_id, value, trigger.partition)
+        send_recommendations(user_id, value, trigger.partition)
         served.append((user_id, value))
         if n % YIELD_EVERY == 0:
             await asyncio.sleep(0)  # let waiting events in: a long flush must not hold the loop
+    await outbox.send()  # Kafka before Redis
     await serving.put_many("rec", served)
     attribution_gauges()

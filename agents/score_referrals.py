@@ -24,7 +24,7 @@ from streams import tables, topics
 from streams.app import app, settings
 from streams.metrics import metrics
 from streams.partitions import registry
-from streams.publish import profile_value, send_candidate, send_profile
+from streams.publish import outbox, profile_value, send_candidate, send_profile
 from streams.runtime import PartitionScope, publish_lock, serving
 
 __all__ = ["score_referrals"]
@@ -80,10 +80,11 @@ async def score_referrals(stream):  # noqa: ANN001 - faust stream
         metrics.inc("referral_credits_applied", "credited" if credit["credited"] else "outside_window")
         _checkpoint(scope, rm)
         if candidate is not None:
-            await send_candidate(candidate, message.partition)
+            send_candidate(candidate, message.partition)
         # the sharer's profile changed: publish it before this credit is acknowledged
         async with publish_lock:  # Redis in the order of Kafka (the ingest batch publishes too)
             scope.enter()
             value = profile_value(state, message.partition, pm.stats)
-            await send_profile(sharer, value, message.partition)
+            send_profile(sharer, value, message.partition)
+            await outbox.send()  # the candidate and the profile; Kafka before Redis
             await serving.put_many("profile", [(sharer, value)])

@@ -16,7 +16,8 @@ are now positioned as Kafka positions a group with no committed offset: by
 ``consumer_auto_offset_reset`` (``earliest`` here: from the beginning). Changelog partitions are
 left alone (recovery positions those itself).
 
-The producer flush before a commit really drains (the fourth fix, :func:`_install_full_flush`).
+The producer flush before a commit really drains (the fourth fix, :func:`_install_full_flush`),
+the output batches of ``streams.outbox`` included.
 Faust commits only after ``producer.flush()``, whose buffer part (``ProducerBuffer.flush``: table
 changelog writes and every ``send_soon``) gives up as soon as one message takes more than 0.1 s
 to go out — on a loaded machine, or a slow broker, it returned with records still queued, the
@@ -207,9 +208,12 @@ async def _full_flush(self: Any) -> None:
 
     from faust.exceptions import ProducerSendError
 
+    from streams.outbox import wait_delivered
+
     app = getattr(self, "app", None)
     if app is not None and app.conf.producer_threaded:
         await _faust_flush(self)
+        await wait_delivered()
         return
     pending = list(getattr(self.pending, "_queue", ()))
     sending = self.__dict__.get("_coursepulse_sending")
@@ -230,6 +234,7 @@ async def _full_flush(self: Any) -> None:
     if failed:
         msg = f"{len(failed)} of {len(pending)} messages flushed before a commit were not delivered"
         raise ProducerSendError(msg)
+    await wait_delivered()  # the output batches sent past Topic.send (streams/outbox.py)
 
 
 def _track_sending(original: Any) -> Any:

@@ -1,6 +1,10 @@
 """The output records a step owes and their sends: profiles, lists, churn alerts, referral
 candidates and links. Built from the step's result (``models.step``) by the agent that ran it;
 no agent imports another for them.
+
+The ``send_*`` functions queue a record in the worker's :data:`outbox` (``streams.outbox``);
+the agent that queued it calls ``await outbox.send()`` before its batch ends, which ships the
+records as one producer batch per topic partition.
 """
 
 from __future__ import annotations
@@ -19,13 +23,14 @@ from models.retention import AlertDecision
 from schemas.codec import encode
 from schemas.outputs import ChurnAlert, Factor, RecItem, Recommendations, ReferralCandidate
 from streams import topics
-from streams.app import settings
+from streams.app import app, settings
 from streams.metrics import metrics
+from streams.outbox import Outbox, register
 from streams.partitions import registry
 from streams.runtime import RecTrigger, index, ranker, rules
 
 __all__ = [
-    "MODEL_VERSIONS", "alert_record", "attribution_gauges", "candidate_record", "profile_value", "rec_id_for",
+    "MODEL_VERSIONS", "alert_record", "outbox", "attribution_gauges", "candidate_record", "profile_value", "rec_id_for",
     "rec_value", "send_alert", "send_candidate", "send_link", "send_profile", "send_recommendations",
     "with_repurchase_reason",
 ]
@@ -38,6 +43,8 @@ MODEL_VERSIONS = {"itemknn": f"{settings.similarity}-k{settings.neighbours_k}", 
 _REC_NS = uuid.UUID("6f1c1f64-5d0e-4b8e-9d4b-0c7e1f1f4a10")
 _ALERT_NS = uuid.UUID("0b3a52f5-3c8e-4a43-9a83-5b6f2b9f3c11")
 _CANDIDATE_NS = uuid.UUID("6f1d0c9e-2b7a-4c55-9a0e-31c6a8d2e7b4")
+#: the worker's output records, queued by the ``send_*`` functions (``streams.outbox``)
+outbox = register(Outbox(app, direct=settings.direct_send and settings.processing_guarantee != "exactly_once"))
 
 
 # -- profiles ----------------------------------------------------------------------------------
@@ -59,9 +66,9 @@ def profile_value(state: UserState, partition: int, stats: PartitionStats) -> by
     return encode(profile)
 
 
-async def send_profile(user_id: str, value: bytes, partition: int) -> None:
-    """Send one profile to ``user-profiles`` (the user's own partition)."""
-    await topics.user_profiles.send(key=user_id.encode(), value=value, partition=partition)
+def send_profile(user_id: str, value: bytes, partition: int) -> None:
+    """Queue one profile for ``user-profiles`` (the user's own partition)."""
+    outbox.add(topics.user_profiles, user_id.encode(), value, partition)
 
 
 # -- recommendations ---------------------------------------------------------------------------
@@ -109,9 +116,9 @@ def with_repurchase_reason(items: list[tuple[str, float, str]], state: UserState
     return out
 
 
-async def send_recommendations(user_id: str, value: bytes, partition: int) -> None:
-    """Send one list to ``recommendations`` (the user's own partition)."""
-    await topics.recommendations.send(key=user_id.encode(), value=value, partition=partition)
+def send_recommendations(user_id: str, value: bytes, partition: int) -> None:
+    """Queue one list for ``recommendations`` (the user's own partition)."""
+    outbox.add(topics.recommendations, user_id.encode(), value, partition)
 
 
 def attribution_gauges() -> None:
@@ -141,9 +148,9 @@ def alert_record(a: AlertDecision) -> ChurnAlert:
     )
 
 
-async def send_alert(a: AlertDecision, partition: int) -> None:
-    """Send one churn alert to ``churn-alerts`` (the user's own partition)."""
-    await topics.churn_alerts.send(key=a.user_id.encode(), value=encode(alert_record(a)), partition=partition)
+def send_alert(a: AlertDecision, partition: int) -> None:
+    """Queue one churn alert for ``churn-alerts`` (the user's own partition)."""
+    outbox.add(topics.churn_alerts, a.user_id.encode(), encode(alert_record(a)), partition)
     metrics.inc("churn_alerts", a.segment)
 
 
@@ -157,13 +164,13 @@ def candidate_record(d: ReferralDecision, cooldown_days: float) -> ReferralCandi
                              conversions=d.stats["converted_invitees"], incentive=d.incentive, generated_at=d.at)
 
 
-async def send_candidate(d: ReferralDecision, partition: int) -> None:
-    """Send one referral candidate to ``referral-candidates`` (the user's own partition)."""
+def send_candidate(d: ReferralDecision, partition: int) -> None:
+    """Queue one referral candidate for ``referral-candidates`` (the user's own partition)."""
     candidate = candidate_record(d, settings.referral_cooldown_days)
-    await topics.referral_candidates.send(key=candidate.user_id.encode(), value=encode(candidate), partition=partition)
+    outbox.add(topics.referral_candidates, candidate.user_id.encode(), encode(candidate), partition)
 
 
-async def send_link(link: dict[str, Any]) -> None:
-    """A share or a conversion naming one, to ``referral-links`` keyed by its ``share_id``."""
-    await topics.referral_links.send(key=link["share_id"].encode(), value=orjson.dumps(link))
+def send_link(link: dict[str, Any]) -> None:
+    """Queue a share or a conversion naming one for ``referral-links``, keyed by its ``share_id``."""
+    outbox.add(topics.referral_links, link["share_id"].encode(), orjson.dumps(link))
     metrics.inc("referral_links_sent", link["kind"])

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import orjson
@@ -15,7 +16,10 @@ import pytest
 pytestmark = pytest.mark.e2e
 
 
-def _children_named(name: str) -> set[int]:
+def _children_named(name: str, tag: str) -> set[int]:
+    """Processes whose executable path contains ``name`` and whose environment carries this test's
+    ``tag`` (the demo's children inherit it; other tests may run brokers and workers in parallel,
+    and the demo's children run in sessions of their own)."""
     out = set()
     for proc in Path("/proc").iterdir():
         if proc.name.isdigit():
@@ -24,25 +28,36 @@ def _children_named(name: str) -> set[int]:
             except OSError:
                 continue
             if cmd and name.encode() in cmd[0]:
-                out.add(int(proc.name))
+                try:
+                    environ = (proc / "environ").read_bytes().split(b"\0")
+                except OSError:
+                    continue
+                if f"COURSEPULSE_TEST_TAG={tag}".encode() in environ:
+                    out.add(int(proc.name))
     return out
 
 
-def _env() -> dict[str, str]:
+def _env(tag: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("KAFKA_BROKER", "REDIS_URL")}
     env["PYTHONUNBUFFERED"] = "1"
+    env["COURSEPULSE_TEST_TAG"] = tag
     return env
 
 
 def test_demo_headless_runs_and_summarises_every_topic(tmp_path):
-    before = _children_named("tansu")
+    tag = uuid.uuid4().hex
     summary_path = tmp_path / "summary.json"
-    proc = subprocess.run(
+    proc = subprocess.Popen(
         [sys.executable, "-m", "streams.cli", "demo", "--duration", "20", "--headless", "--rate", "400",
          "--users", "500", "--summary-json", str(summary_path)],
-        capture_output=True, text=True, timeout=240, env=_env(),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(tag), start_new_session=True,
     )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    try:
+        out, err = proc.communicate(timeout=240)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 0, out[-3000:] + err[-3000:]
     summary = orjson.loads(summary_path.read_bytes())
     topics = summary["topics"]
     for name in ("views", "purchases", "shares", "courses", "recommendations", "churn-alerts",
@@ -54,14 +69,14 @@ def test_demo_headless_runs_and_summarises_every_topic(tmp_path):
     assert topics["events-dlq"] == produced["expected_dlq"] > 0
     good = sum(produced["good"].values()) - produced["good"].get("courses", 0)
     assert summary["processed"]["events_in"] == good
-    assert _children_named("tansu") <= before, "the embedded broker outlived the demo"
+    assert not _children_named("tansu", tag), "the embedded broker outlived the demo"
 
 
 def test_demo_stops_cleanly_on_ctrl_c(tmp_path):
-    before = _children_named("tansu")
+    tag = uuid.uuid4().hex
     proc = subprocess.Popen(
         [sys.executable, "-m", "streams.cli", "demo", "--headless", "--users", "200"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=_env(), start_new_session=True,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=_env(tag), start_new_session=True,
     )
     deadline = time.monotonic() + 90
     seen = b""
@@ -70,6 +85,9 @@ def test_demo_stops_cleanly_on_ctrl_c(tmp_path):
         if not line:
             break
         seen += line
+    # the check below can see the demo's broker and workers: they are running now
+    assert _children_named("tansu", tag), "the demo's embedded broker is not found by its tag"
+    assert [p for p in _children_named(sys.executable, tag) if _cmdline(p).endswith(b"worker")]
     os.killpg(proc.pid, signal.SIGINT)  # what a terminal sends the whole group on Ctrl-C
     try:
         proc.wait(timeout=60)
@@ -77,8 +95,8 @@ def test_demo_stops_cleanly_on_ctrl_c(tmp_path):
         proc.kill()
         pytest.fail("the demo did not stop within 60 s of Ctrl-C")
     time.sleep(1)
-    assert _children_named("tansu") <= before, "the embedded broker outlived the demo"
-    leftover = [p for p in _children_named(sys.executable) if _cmdline(p).endswith(b"worker")]
+    assert not _children_named("tansu", tag), "the embedded broker outlived the demo"
+    leftover = [p for p in _children_named(sys.executable, tag) if _cmdline(p).endswith(b"worker")]
     assert not leftover, f"worker processes left behind: {leftover}"
 
 

@@ -80,8 +80,11 @@ async def _start_offsets(settings: Settings) -> dict[TopicPartition, int]:
         await consumer.stop()
 
 
-async def count_topics(settings: Settings, start: dict[TopicPartition, int], idle_s: float = 1.5) -> dict[str, int]:
-    """Messages written to every topic since ``start``, by reading them (Tansu's end offsets lie)."""
+async def count_topics(settings: Settings, start: dict[TopicPartition, int], idle_s: float = 1.5,
+                       timeout_s: float = 120.0) -> dict[str, int]:
+    """Messages written to every topic since ``start``, by reading them: first at least to the end
+    offsets the broker reports (Tansu's lie one batch short), then until nothing came for
+    ``idle_s`` (a slow first fetch on a loaded machine does not end the count at zero)."""
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers, **aiokafka_kwargs(settings), group_id=None,
                                 enable_auto_commit=False, max_partition_fetch_bytes=4 * 1_048_576)
     await consumer.start()
@@ -92,14 +95,19 @@ async def count_topics(settings: Settings, start: dict[TopicPartition, int], idl
         consumer.assign(tps)
         for tp in tps:
             consumer.seek(tp, start.get(tp, 0))
+        ends = dict(await consumer.end_offsets(tps)) if tps else {}
+        behind = {tp for tp in tps if ends.get(tp, 0) > start.get(tp, 0)}
+        deadline = time.monotonic() + timeout_s
         last = time.monotonic()
-        while time.monotonic() - last < idle_s:
+        while (behind or time.monotonic() - last < idle_s) and time.monotonic() < deadline:
             batch = await consumer.getmany(timeout_ms=300, max_records=10_000)
             n = sum(len(r) for r in batch.values())
             if n:
                 last = time.monotonic()
                 for tp, records in batch.items():
                     counts[tp.topic] += len(records)
+                    if tp in behind and records[-1].offset + 1 >= ends[tp]:
+                        behind.discard(tp)
         for t in topics:
             counts.setdefault(t, 0)
     finally:

@@ -21,8 +21,8 @@ install: $(STAMP) ## create .venv and install the project with its test extras
 demo: $(STAMP) ## run the demo: embedded broker + Redis, a worker, simulated traffic, live view
 	$(BIN)/coursepulse demo $(ARGS)
 
-test: $(STAMP) ## run every test (unit, integration on Tansu + Redis, end to end)
-	$(BIN)/python -m pytest $(ARGS)
+test: $(STAMP) ## run every test (unit, integration on Tansu + Redis, end to end) on two processes
+	$(BIN)/python -m pytest -n 2 --dist loadfile $(ARGS)
 
 test-unit: $(STAMP) ## unit tests only (nothing running needed)
 	$(BIN)/python -m pytest tests/unit $(ARGS)

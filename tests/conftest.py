@@ -161,3 +161,27 @@ async def read_topic(settings: Settings, topic: str, expected: int | None = None
 def run(coro):  # noqa: ANN001, ANN201
     """Run a coroutine from a sync test."""
     return asyncio.run(coro)
+
+
+def send_to_wrong_partitions(settings: Settings, events: list[Any]) -> int:
+    """Send every event to the partition after the one Kafka's default partitioner gives its key
+    (as a producer with another partitioner would); return how many were sent."""
+    from aiokafka import AIOKafkaProducer
+
+    from streams.partitioning import partition_for
+    from streams.producer import to_wire
+
+    async def send() -> int:
+        producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, **aiokafka_kwargs(settings))
+        await producer.start()
+        try:
+            for event in events:
+                topic, key, value = to_wire(event)
+                wrong = (partition_for(key, settings.partitions) + 1) % settings.partitions
+                await producer.send(settings.topic(topic), key=key, value=value, partition=wrong)
+            await producer.flush()
+        finally:
+            await producer.stop()
+        return len(events)
+
+    return run(send())

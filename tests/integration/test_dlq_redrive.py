@@ -17,9 +17,8 @@ from schemas import View
 from streams.admin import create_topics
 from streams.dlq import read_dead_letters, redrive
 from streams.partitioning import partition_for
-from streams.producer import to_wire
 from streams.settings import Settings
-from tests.conftest import read_topic, run
+from tests.conftest import read_topic, run, send_to_wrong_partitions
 
 pytestmark = pytest.mark.integration
 NOW = 1_767_225_600_000
@@ -43,21 +42,7 @@ def test_wrong_partition_dead_letters_redriven_land_once_on_the_owner(services: 
     events = [View(event_id=f"{u}-v{j}", user_id=u, ts=NOW + j * 60_000, schema_version=1, course_id=f"c{j}",
                    lesson_id=f"l{j}", watch_seconds=60.0, progress=0.3) for u in users for j in range(2)]
 
-    async def send_wrong() -> None:
-        from aiokafka import AIOKafkaProducer
-
-        producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers)
-        await producer.start()
-        try:
-            for event in events:
-                topic, key, value = to_wire(event)
-                wrong = (partition_for(key, settings.partitions) + 1) % settings.partitions
-                await producer.send(settings.topic(topic), key=key, value=value, partition=wrong)
-            await producer.flush()
-        finally:
-            await producer.stop()
-
-    run(send_wrong())
+    send_to_wrong_partitions(settings, events)
     worker.wait_until(lambda: worker.counter("dlq") >= len(events), what="every mis-partitioned record dead-lettered")
     assert worker.counter("events_in") == 0
     listed = [orjson.loads(line) for line in _cli(settings, "list", "--kind", "wrong_partition", "--json").splitlines()]

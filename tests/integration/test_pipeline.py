@@ -16,7 +16,7 @@ from schemas import Purchase, Share, View, parse
 from schemas.outputs import DeadLetter, UserProfile
 from streams.admin import create_topics
 from streams.producer import BAD_KINDS, ProduceStats, corrupt, produce, to_wire
-from tests.conftest import read_topic, run
+from tests.conftest import read_topic, run, send_to_wrong_partitions
 
 pytestmark = pytest.mark.integration
 NOW = 1_767_225_600_000  # fixed event time: results do not depend on the wall clock
@@ -151,36 +151,13 @@ def test_dead_letter_keeps_the_exact_original_bytes(isolated, worker_factory):
     assert dead.error_kind == "decode" and dead.source_topic == isolated.topic("views")
 
 
-def _send_to_wrong_partitions(settings, events: list) -> int:  # noqa: ANN001
-    """Send every event to the partition after the one Kafka's default partitioner gives its key
-    (as a producer with another partitioner would); return how many were sent."""
-    from aiokafka import AIOKafkaProducer
-
-    from streams.partitioning import partition_for
-
-    async def send() -> int:
-        producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers)
-        await producer.start()
-        try:
-            for event in events:
-                topic, key, value = to_wire(event)
-                wrong = (partition_for(key, settings.partitions) + 1) % settings.partitions
-                await producer.send(settings.topic(topic), key=key, value=value, partition=wrong)
-            await producer.flush()
-        finally:
-            await producer.stop()
-        return len(events)
-
-    return run(send())
-
-
 def test_mispartitioned_records_are_rerouted_to_the_owner(isolated, worker_factory):
     """A producer with another partitioner: every record lands on the wrong partition, is re-sent
     to the owning one, and each user's state is whole (one owner, every event once)."""
     run(create_topics(isolated))
     worker = worker_factory(isolated)
     events = _events(users=12, per_user=4)
-    n = _send_to_wrong_partitions(isolated, events)
+    n = send_to_wrong_partitions(isolated, events)
     worker.wait_until(lambda: worker.counter("events_in") >= n, what="every re-routed event processed")
     assert worker.counter("mispartitioned") == n
     assert worker.counter("events_in") == n and worker.counter("duplicates") == 0
@@ -199,7 +176,7 @@ def test_mispartitioned_records_are_dead_lettered_when_rerouting_is_off(isolated
     run(create_topics(isolated))
     worker = worker_factory(isolated, COURSEPULSE_REROUTE_MISPARTITIONED="false")
     events = _events(users=3, per_user=2)
-    n = _send_to_wrong_partitions(isolated, events)
+    n = send_to_wrong_partitions(isolated, events)
     worker.wait_until(lambda: worker.counter("dlq") >= n, what="every mis-partitioned record dead-lettered")
     assert worker.counter("events_in") == 0
     dead = [parse(DeadLetter, orjson.loads(r.value)) for r in run(read_topic(isolated, "events-dlq", n))]

@@ -22,6 +22,7 @@ import heapq
 import inspect
 import logging
 import math
+from array import array
 from collections import deque
 from collections.abc import Iterable, Mapping
 from typing import Any, TypeVar
@@ -676,8 +677,10 @@ class _DelayedOutcomeModel:
             t0 = max(event_ts, state.last_ts)
             rows = self._feature_rows(state, [t0 + int(age * DAY_MS) for age in self._ages()], avg_ltv)
             predict = self.classifier.predict_proba
-            feats = tuple(tuple(x.values()) for x in rows)  # in FEATURE_NAMES order
-            preds = tuple(predict(x) for x in rows)
+            # in FEATURE_NAMES order, as doubles (8 bytes a value, not a float object's 24 + a
+            # pointer): one snapshot per user is pending and several per user may be held
+            feats = tuple(array("d", list(x.values())) for x in rows)
+            preds = array("d", [predict(x) for x in rows])
             self.labels.snapshot(state.user_id, (t0, feats, preds), t0)
         return learned
 

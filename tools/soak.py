@@ -9,6 +9,13 @@ seconds of the same traffic before the measured ``--duration`` (per-user structu
 their bounds meanwhile: each user's de-duplication memory holds their last 128 event ids, which
 3,000 users reach after ~400,000 events), or, without it, the first sixth of the run. It is a
 report, not a test: figures, not a verdict.
+
+The population is fixed after the warm-up (:class:`Population`): the simulator keeps bringing new
+users (sign-ups spread over its ``days`` and the invitees of shares, about 7 per 1,000 events),
+whose state is legitimate growth that would hide a leak, so once the warm-up ends only the users
+seen during it send events (the others' are left out and counted). The report also says how
+many de-duplication ids and event times the users' bounded windows gained after the warm-up
+(growth expected until they are full) and the RSS growth per 1,000 events processed.
 """
 
 from __future__ import annotations
@@ -21,6 +28,8 @@ import tempfile
 import time
 import urllib.request
 import uuid
+from collections import Counter
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +37,7 @@ import orjson
 
 from streams.settings import Settings
 
-__all__ = ["SoakConfig", "run_soak"]
+__all__ = ["Population", "SoakConfig", "run_soak"]
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +56,50 @@ class SoakConfig:
     seed: int = 11
     #: seconds of traffic before the measured duration; None: the first sixth of the duration
     warmup_s: float | None = None
+    #: after the warm-up, only the users seen during it send events (a steady population)
+    fixed_population: bool = True
+
+
+class Population:
+    """Simulated records, from every user until :meth:`freeze`, then only from the users seen
+    before it; counts each user's events sent (records without a ``user_id`` always pass).
+
+    >>> from types import SimpleNamespace as R
+    >>> pop = Population([R(user_id="a"), R(user_id="b"), R(user_id="c"), R(user_id="a")])
+    >>> it = iter(pop)
+    >>> [next(it).user_id, next(it).user_id]
+    ['a', 'b']
+    >>> pop.freeze()
+    >>> [r.user_id for r in it], pop.left_out, pop.events["a"]
+    (['a'], 1, 2)
+    """
+
+    def __init__(self, records: Iterable[Any]) -> None:
+        self.records = records
+        self.frozen = False
+        self.left_out = 0
+        #: user_id -> events sent
+        self.events: Counter[str] = Counter()
+
+    def freeze(self) -> None:
+        """From now on, only users already seen send events."""
+        self.frozen = True
+
+    def __iter__(self) -> Iterator[Any]:
+        events = self.events
+        for record in self.records:
+            user_id = getattr(record, "user_id", None)
+            if user_id is None:
+                yield record
+            elif not self.frozen or user_id in events:
+                events[user_id] += 1
+                yield record
+            else:
+                self.left_out += 1
+
+    def window_slots(self, bound: int) -> int:
+        """Entries the users' windows of ``bound`` entries hold, one entry per event sent."""
+        return sum(min(n, bound) for n in self.events.values())
 
 
 def _get(port: int, path: str) -> Any:
@@ -150,27 +203,41 @@ class _Run:
         settings = self.settings_for("soak")
         await create_topics(settings)
         worker = self.start_worker(settings, "soak-worker")
+        from models.profile import RECENT_WINDOW
+
         sim = PlatformSimulator(SimConfig(users=config.users, days=config.days, seed=config.seed))
+        population = Population(sim.events())
         produced = ProduceStats()
         warm = config.duration_s / 6 if config.warmup_s is None else config.warmup_s
         total = config.duration_s + (config.warmup_s or 0.0)
-        producer = asyncio.create_task(produce(settings, sim.events(), rate=rate, duration=total,
+        producer = asyncio.create_task(produce(settings, population, rate=rate, duration=total,
                                                stats=produced))
         samples: list[dict[str, Any]] = []
+        at_warm: dict[str, Any] | None = None
         t0 = time.monotonic()
         while not producer.done():
             await asyncio.sleep(config.sample_every_s)
             mem = proc_memory(worker.proc.pid)
             sent = sum(v for k, v in produced.good.items() if k != "courses")
             processed = _events_in(worker.port)
-            samples.append({"t_s": round(time.monotonic() - t0, 1), "rss_mb": round(mem.get("vmrss_mb", 0.0), 1),
+            t = round(time.monotonic() - t0, 1)
+            samples.append({"t_s": t, "rss_mb": round(mem.get("vmrss_mb", 0.0), 1),
                             "sent": sent, "processed": processed,
                             "backlog": None if processed is None else sent - processed})
+            if at_warm is None and t >= warm:
+                at_warm = self._windows(population, settings.dedupe_window, RECENT_WINDOW)
+                if config.fixed_population:
+                    population.freeze()
             if not worker.alive():
                 break
         await producer
         self.children.stop([worker])
         after = [(s["t_s"], s["rss_mb"]) for s in samples if s["t_s"] >= warm]
+        at_end = self._windows(population, settings.dedupe_window, RECENT_WINDOW)
+        first = next((s for s in samples if s["t_s"] >= warm), None)
+        done_after = None if first is None or first["processed"] is None or samples[-1]["processed"] is None \
+            else samples[-1]["processed"] - first["processed"]
+        growth = round(after[-1][1] - after[0][1], 1) if after else None
         return {
             "rate_offered": round(rate, 1),
             "duration_s": config.duration_s,
@@ -181,8 +248,23 @@ class _Run:
             "rss_growth_mb_after_warmup": round(after[-1][1] - after[0][1], 1) if after else None,
             "rss_slope_mb_per_10min": None if (s := _slope_per_10min(after)) is None else round(s, 2),
             "backlog_end": samples[-1]["backlog"] if samples else None,
+            "fixed_population": config.fixed_population,
+            "users_at_warmup_end": None if at_warm is None else at_warm["users"],
+            "users_end": at_end["users"],
+            "events_left_out_new_users": population.left_out,
+            "processed_after_warmup": done_after,
+            "rss_kb_per_1k_events_after_warmup": None if not done_after or growth is None
+            else round(growth * 1e6 / done_after, 1),
+            "window_entries_after_warmup": None if at_warm is None else {
+                k: at_end[k] - at_warm[k] for k in ("dedupe_ids", "recent_times")},
             "worker_exit": worker.proc.returncode,
         }
+
+    @staticmethod
+    def _windows(population: Population, dedupe: int, recent: int) -> dict[str, int]:
+        """Users so far and what their bounded windows hold (ids; event times, as many days)."""
+        return {"users": len(population.events), "dedupe_ids": population.window_slots(dedupe),
+                "recent_times": population.window_slots(recent)}
 
 
 async def run_soak(config: SoakConfig, base: Settings, out: Path | None = None) -> dict[str, Any]:

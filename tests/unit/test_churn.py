@@ -14,6 +14,8 @@ import heapq
 import math
 import pickle
 import random
+import sys
+from array import array
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -348,6 +350,31 @@ def test_churn_model_learns_only_ages_the_user_was_silent_for():
     assert model.observe(s, s.last_ts) == 0
     assert model.advance(s.last_ts + 11 * DAY_MS) == 2
     assert model.advance(s.last_ts + 14 * DAY_MS) == 3  # stayed away: every age, churned
+
+
+def _retained_bytes(values: Any) -> int:
+    """Bytes a container of floats keeps alive: itself, plus each float object it points to."""
+    size = sys.getsizeof(values)
+    if not isinstance(values, array):  # an array holds raw doubles, not float objects
+        size += sum(sys.getsizeof(v) for v in values)
+    return size
+
+
+def test_churn_snapshots_keep_their_features_as_doubles():
+    # one snapshot per user is pending and up to horizon / min interval per user are held until
+    # their horizon: they were the largest per-user structure of a worker (docs/reliability.md)
+    model = ChurnModel()
+    s = busy_state()
+    model.observe(s, s.last_ts)
+    t0, feats, preds = model.labels._pending["u1"][1]  # noqa: SLF001 - the stored form is the point
+    assert len(feats) == len(model.ages_days) and len(preds) == len(model.ages_days)
+    for row in feats:
+        assert len(row) == len(model.feature_names)
+        assert _retained_bytes(row) <= 8 * len(row) + 96
+    assert _retained_bytes(preds) <= 8 * len(preds) + 96
+    # and what is learned from them is the features computed at the snapshot's ages
+    rows = model._feature_rows(s, [t0 + int(age * DAY_MS) for age in model.ages_days], 0.0)  # noqa: SLF001
+    assert [list(row) for row in feats] == [list(x.values()) for x in rows]
 
 
 def test_repurchase_model_learns_buyers():

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 
+from intervaltree import IntervalTree
+
 from streams.commits import _new_offset
 
 TP = ("views", 0)
@@ -44,6 +46,17 @@ def test_never_past_a_message_still_in_flight():
     assert c._acked[TP] == [14, 15]  # kept for the next commit
     c._unacked_messages = set()
     assert _new_offset(c, TP) == 16
+
+
+def test_offset_gaps_below_the_commit_point_are_forgotten():
+    """Faust records an interval per jump in a partition's offsets (transaction markers); only its
+    own rule chopped them, so under this one they piled up, one per jump, for ever."""
+    c = _Consumer([*range(10, 20), *range(21, 30), 31, 32], committed=10, inflight=[40])
+    c._gap = defaultdict(IntervalTree)
+    for begin in (20, 30, 35, 45):
+        c._gap[TP].addi(begin, begin + 1)
+    assert _new_offset(c, TP) == 33
+    assert sorted(iv.begin for iv in c._gap[TP]) == [35, 45]  # past the commit point: kept
 
 
 def test_nothing_new_to_commit():

@@ -31,6 +31,7 @@ from __future__ import annotations
 import logging
 import math
 import pickle
+from array import array
 from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -403,6 +404,15 @@ def referral_features(state: UserState, now: int) -> dict[str, float]:
     return {k: float(v) if math.isfinite(v) else 0.0 for k, v in x.items()}
 
 
+_NAMES: dict[tuple[str, ...], tuple[str, ...]] = {}
+
+
+def _shared_names(x: dict[str, float]) -> tuple[str, ...]:
+    """The feature names of ``x`` as one tuple shared by every snapshot with the same names."""
+    names = tuple(x)
+    return _NAMES.setdefault(names, names)
+
+
 # -- propensity ----------------------------------------------------------------------------------
 
 #: the hand-set logistic prior every partition's model starts from (:func:`referral_prior`):
@@ -589,7 +599,9 @@ class ReferralModels:
         p = self.classifier.predict_proba(x)
         self.snapshots += 1
         self.mean_prediction += max(1.0 / _CALIBRATION_SPAN, 1.0 / self.snapshots) * (p - self.mean_prediction)
-        return self.labels.snapshot(state.user_id, (x, p), t0)
+        # one snapshot per user is pending: its values as doubles (8 bytes, not a float object
+        # and a dict slot each), the names shared by every snapshot with the same features
+        return self.labels.snapshot(state.user_id, (_shared_names(x), array("d", list(x.values())), p), t0)
 
     def on_credit(self, state: UserState, ts: int) -> int:
         """A credited conversion (purchase at ``ts``) of the user's invitee: resolve, re-snapshot."""
@@ -604,8 +616,9 @@ class ReferralModels:
         self.watermark = watermark
         return sum(self._learn(p, y, watermark) for p, y, _ in self.labels.advance(watermark))
 
-    def _learn(self, payload: tuple[dict[str, float], float], label: bool, t: int) -> int:
-        x, pred = payload
+    def _learn(self, payload: tuple[tuple[str, ...], array, float], label: bool, t: int) -> int:
+        names, values, pred = payload
+        x = dict(zip(names, values, strict=True))
         self.metric.update(label, pred)
         self.classifier.learn(x, label, t=t)
         if label:

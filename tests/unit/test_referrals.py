@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import pickle
 import random
+from array import array
 
 import pytest
 
@@ -464,3 +465,24 @@ def test_evaluation_replays_a_simulation_against_its_truth():
         assert all(0 <= p <= 1 for p in last[name]["precision"].values())
     text = render_markdown(result, "python -m models.evaluation.referrals E T")
     assert "baseline: most shares so far" in text and text.startswith("<!-- referrals-eval:begin -->")
+
+
+def test_a_pending_referral_snapshot_keeps_its_features_as_doubles_and_learns_the_same_example():
+    rm = ReferralModels(horizon_days=2)
+    st = UserState("s")
+    st.apply(_view("s", 0, T0))
+    st.apply(_share("s", "sh1", T0 + H))
+    assert rm.observe(st, T0 + H)
+    names, values, p = rm.labels._pending["s"][1]  # noqa: SLF001 - the stored form is the point
+    x = referral_features(st, T0 + H)
+    assert isinstance(values, array) and values.typecode == "d"
+    assert dict(zip(names, values, strict=True)) == x and p == rm.classifier.predict_proba(x)
+    other = UserState("t")
+    other.apply(_view("t", 0, T0))
+    rm.observe(other, T0)
+    assert rm.labels._pending["t"][1][0] is names  # one names tuple for every snapshot  # noqa: SLF001
+    twin = copy.deepcopy(rm.classifier)
+    assert rm.advance(T0 + H + 2 * DAY_MS) == 2  # both expire unconverted: negatives, t's first
+    for features in (referral_features(other, T0), x):  # the same examples, from the dicts
+        twin.learn(features, False, t=T0 + H + 2 * DAY_MS)
+    assert rm.classifier.predict_proba(x) == twin.predict_proba(x)

@@ -128,15 +128,23 @@ def bin_indicators(x: Mapping[str, float]) -> dict[str, float]:
     """
     out: dict[str, float] = {}
     bins: dict[str, int] = {}
-    for name, edges in BINS.items():
+    for name, edges, keys in _BIN_KEYS:
         v = x.get(name)
         if v is not None:
             b = bins[name] = _bin(edges, v)
-            out[f"{name}#{b}"] = 1.0
-    for a, b in CROSSES:
+            out[keys[b]] = 1.0
+    for a, b, keys in _CROSS_KEYS:
         if a in bins and b in bins:
-            out[f"{a}*{b}#{bins[a]},{bins[b]}"] = 1.0
+            out[keys[bins[a]][bins[b]]] = 1.0
     return out
+
+
+#: the indicator names of every bin (``name#i``) and joint bin (``a*b#i,j``), built once
+_BIN_KEYS: tuple[tuple[str, tuple[float, ...], tuple[str, ...]], ...] = tuple(
+    (name, edges, tuple(f"{name}#{i}" for i in range(len(edges) + 1))) for name, edges in BINS.items())
+_CROSS_KEYS: tuple[tuple[str, str, tuple[tuple[str, ...], ...]], ...] = tuple(
+    (a, b, tuple(tuple(f"{a}*{b}#{i},{j}" for j in range(len(BINS[b]) + 1)) for i in range(len(BINS[a]) + 1)))
+    for a, b in CROSSES)
 
 
 def _origin(key: str) -> list[str]:
@@ -365,13 +373,15 @@ class OnlineClassifier:
             return (n * self.predict_learned(x) + n0 * prior) / (n + n0)
         return self.predict_learned(x)
 
-    def predict_learned(self, x: Mapping[str, float]) -> float:
-        """The learned model's probability alone (without the prior): what ``contributions`` explain."""
+    def predict_learned(self, x: Mapping[str, float], bins: dict[str, float] | None = None) -> float:
+        """The learned model's probability alone (without the prior): what ``contributions`` explain.
+
+        ``bins``: ``bin_indicators(x)`` when already computed (the binned model)."""
         if self._tree is not None:
             proba = self._tree.predict_proba_one(dict(x))
             return float(proba.get(True, 0.0)) if proba else 0.5
         if self.model == "binned":
-            return float(self._logreg.predict_proba_one(self._binned(x))[True])
+            return float(self._logreg.predict_proba_one(self._binned(x, bins))[True])
         if compose.Pipeline._LEARN_UNSUPERVISED_DURING_PREDICT:
             return float(self._linear.predict_proba_one(dict(x))[True])
         # the pipeline's own inference path, without its dispatch: scale, then the logistic model
@@ -382,7 +392,8 @@ class OnlineClassifier:
 
         Returns the probability predicted before learning. ``x`` is not modified.
         """
-        p = self.predict_learned(x)
+        bins = bin_indicators(x) if self.model == "binned" and self._tree is None else None
+        p = self.predict_learned(x, bins)
         y = bool(y)
         n0 = self.prior_examples
         if n0:  # with a silence prior, the silent examples only: those an alert is chosen among
@@ -403,7 +414,7 @@ class OnlineClassifier:
             )
         if self.model == "binned":
             self._scaler.learn_one(x)
-            self._logreg.learn_one(self._binned(x), y)
+            self._logreg.learn_one(self._binned(x, bins), y)
         elif compose.Pipeline._LEARN_UNSUPERVISED_DURING_PREDICT:
             self._linear.learn_one(dict(x), y)
         else:  # what the pipeline's learn_one does: the scaler learns x, the model its scaling
@@ -415,9 +426,9 @@ class OnlineClassifier:
         self.n_learned += 1
         return p
 
-    def _binned(self, x: Mapping[str, float]) -> dict[str, float]:
-        z = self._scaler.transform_one(dict(x))
-        z.update(bin_indicators(x))
+    def _binned(self, x: Mapping[str, float], bins: dict[str, float] | None = None) -> dict[str, float]:
+        z = self._scaler.transform_one(x)  # read only: no copy needed
+        z.update(bin_indicators(x) if bins is None else bins)
         return z
 
     @property
@@ -447,7 +458,7 @@ class OnlineClassifier:
             out = [(k, float(v), contrib[k]) for k, v in x.items()]
             out.sort(key=lambda item: -abs(item[2]))
             return out
-        z = self._scaler.transform_one(dict(x))
+        z = self._scaler.transform_one(x)  # read only: no copy needed
         out = [(k, float(v), float(w.get(k, 0.0) * z.get(k, 0.0))) for k, v in x.items()]
         out.sort(key=lambda item: -abs(item[2]))
         return out

@@ -18,6 +18,7 @@ whole row decays at once without being touched; values are deflated when they ar
 from __future__ import annotations
 
 import dataclasses
+import heapq
 import math
 import random
 from collections.abc import Callable, Iterable, Sequence
@@ -455,11 +456,12 @@ class NeighbourIndex:
         """A course's popularity (as of ``ts``) and its neighbour list, replacing the old one."""
         i = self.index(course_id)
         pairs = [(self.index(o), s) for o, s in neighbours][: self.k]
-        self.neigh_idx[i] = -1
-        self.neigh_sim[i] = 0.0
-        for j, (o, s) in enumerate(pairs):
-            self.neigh_idx[i, j] = o
-            self.neigh_sim[i, j] = s
+        m = len(pairs)
+        self.neigh_idx[i, m:] = -1
+        self.neigh_sim[i, m:] = 0.0
+        if m:
+            self.neigh_idx[i, :m] = [o for o, _ in pairs]
+            self.neigh_sim[i, :m] = [s for _, s in pairs]
         self.pop[i] = pop
         self.pop_ts[i] = ts
         self.version += 1
@@ -480,6 +482,11 @@ class NeighbourIndex:
         if i is None:
             return []
         return [(self.ids[o], float(s)) for o, s in zip(self.neigh_idx[i], self.neigh_sim[i], strict=True) if o >= 0]
+
+
+def _last_touch(ce: tuple[str, Any]) -> Any:
+    """The sort key of a user's course entry: when it was last touched."""
+    return ce[1][0]
 
 
 @dataclass(frozen=True)
@@ -513,7 +520,11 @@ class Ranker:
         n_items = index.size
         if n_items == 0:
             return []
-        recent = sorted(state.courses.items(), key=lambda ce: ce[1][0], reverse=True)[: self.max_history]
+        courses = state.courses
+        if len(courses) > self.max_history:  # = sorted(..., reverse=True)[:max_history], stable
+            recent = heapq.nlargest(self.max_history, courses.items(), key=_last_touch)
+        else:
+            recent = sorted(courses.items(), key=_last_touch, reverse=True)
         items, weights, levels = [], [], []
         hl = self.user_half_life_days * DAY_MS
         pos = index.pos
@@ -550,18 +561,25 @@ class Ranker:
         chosen: list[tuple[str, float, str]] = []
         per_cat: dict[int, int] = {}
         top_cats = cats[top[:, 0].astype(np.int64)].tolist()  # the candidates' only, not the catalogue's
-        parts = ((int(i), t, c, sim_i, pop_i, new_i, trend_i, int(src))
-                 for (i, t, sim_i, pop_i, new_i, trend_i, src), c in zip(top.tolist(), top_cats, strict=True))
-        for i, t, c, sim_i, pop_i, new_i, trend_i, src in parts:
-            if not math.isfinite(t) or t <= 0:
+        per_category, n = self.per_category, self.n
+        # the rows listed, from the totals and categories alone (the other parts only for those)
+        picked: list[int] = []
+        for r, (t, c) in enumerate(zip(top[:, 1].tolist(), top_cats, strict=True)):
+            if not 0.0 < t < math.inf:  # not finite, or <= 0: nothing further is worth listing
                 break
-            if per_cat.get(c, 0) >= self.per_category and c >= 0:
-                continue
-            per_cat[c] = per_cat.get(c, 0) + 1
-            chosen.append((index.ids[i], round(t, 6),
-                           self._reason(index, i, sim_i, pop_i, new_i, trend_i, src, items, levels)))
-            if len(chosen) == self.n:
+            if c >= 0:  # at most per_category of one category (no category: no limit)
+                taken = per_cat.get(c, 0)
+                if taken >= per_category:
+                    continue
+                per_cat[c] = taken + 1
+            picked.append(r)
+            if len(picked) == n:
                 break
+        ids, reason = index.ids, self._reason
+        # rows are (index, total, similar, popular, new, trending, reason source)
+        for i, t, sim_i, pop_i, new_i, trend_i, src in top[picked].tolist():
+            chosen.append((ids[int(i)], round(t, 6),
+                           reason(index, int(i), sim_i, pop_i, new_i, trend_i, int(src), items, levels)))
         return chosen
 
     def _popularity(self, index: NeighbourIndex, n_items: int, now: int) -> tuple[np.ndarray, np.ndarray]:
@@ -702,11 +720,18 @@ class OnlineRecommender:
         dirty = self.rows.take_dirty()
         if not dirty:
             return 0
-        total = self.rows.total_popularity(now) or 1.0
-        pop_of = lambda c: self.rows.popularity(c, now)  # noqa: E731
-        lists = self.rows.neighbours_of_many(dirty, pop_of, now, k=self.k, measure=self.measure, total=total)
+        rows = self.rows
+        total = rows.total_popularity(now) or 1.0
+        entries = rows.entries
+        s = inflation(now, rows._hl_ms)  # = rows.popularity(c, now), the inflation computed once
+
+        def pop_of(c: str) -> float:
+            entry = entries.get(c)
+            return float(entry["pop"] / s) if entry else 0.0
+
+        lists = rows.neighbours_of_many(dirty, pop_of, now, k=self.k, measure=self.measure, total=total)
         for c, neighbours in zip(dirty, lists, strict=True):
-            self.index.update(c, self.rows.popularity(c, now), now, neighbours)
+            self.index.update(c, pop_of(c), now, neighbours)
         return len(dirty)
 
     def recommend(self, state: UserState, now: int) -> list[tuple[str, float, str]]:

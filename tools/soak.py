@@ -58,6 +58,11 @@ class SoakConfig:
     warmup_s: float | None = None
     #: after the warm-up, only the users seen during it send events (a steady population)
     fixed_population: bool = True
+    #: passes over the simulated period: once the simulator's ``days`` are sent, the same users'
+    #: events come again, ``days`` later each pass (ids marked by the pass), so a small population
+    #: keeps sending for the whole run; the simulation starts ``days x passes`` ago, so no event
+    #: is in the future
+    passes: int = 30
 
 
 class Population:
@@ -100,6 +105,32 @@ class Population:
     def window_slots(self, bound: int) -> int:
         """Entries the users' windows of ``bound`` entries hold, one entry per event sent."""
         return sum(min(n, bound) for n in self.events.values())
+
+
+def looped(records: Iterable[Any], span_ms: int, passes: int) -> Iterator[Any]:
+    """``records``, then their user events again for ``passes - 1`` more passes, each ``span_ms``
+    later, with the ids that must be unique (event, order and share ids) marked by the pass: the
+    same users in the platform's next period.
+
+    >>> from schemas.events import Share
+    >>> s = Share(event_id="e1", user_id="u", ts=1_000, schema_version=1, course_id="c",
+    ...           channel="wechat_group", share_id="s1")
+    >>> [(r.event_id, r.ts, r.share_id) for r in looped([s], span_ms=500, passes=3)]
+    [('e1', 1000, 's1'), ('e1~1', 1500, 's1~1'), ('e1~2', 2000, 's1~2')]
+    """
+    kept: list[Any] = []
+    for record in records:
+        if getattr(record, "user_id", None) is not None:
+            kept.append(record)
+        yield record
+    for k in range(1, passes):
+        for record in kept:
+            changes: dict[str, Any] = {"event_id": f"{record.event_id}~{k}", "ts": record.ts + k * span_ms}
+            for name in ("order_id", "share_id"):
+                value = getattr(record, name, None)
+                if value is not None:
+                    changes[name] = f"{value}~{k}"
+            yield dataclasses.replace(record, **changes)
 
 
 def _get(port: int, path: str) -> Any:
@@ -205,8 +236,10 @@ class _Run:
         worker = self.start_worker(settings, "soak-worker")
         from models.profile import RECENT_WINDOW
 
-        sim = PlatformSimulator(SimConfig(users=config.users, days=config.days, seed=config.seed))
-        population = Population(sim.events())
+        span_ms = int(config.days * 86_400_000)
+        start_ms = (int(time.time() * 1000) - span_ms * max(1, config.passes)) // 86_400_000 * 86_400_000
+        sim = PlatformSimulator(SimConfig(users=config.users, days=config.days, seed=config.seed, start_ms=start_ms))
+        population = Population(looped(sim.events(), span_ms, max(1, config.passes)))
         produced = ProduceStats()
         warm = config.duration_s / 6 if config.warmup_s is None else config.warmup_s
         total = config.duration_s + (config.warmup_s or 0.0)
@@ -249,6 +282,7 @@ class _Run:
             "rss_slope_mb_per_10min": None if (s := _slope_per_10min(after)) is None else round(s, 2),
             "backlog_end": samples[-1]["backlog"] if samples else None,
             "fixed_population": config.fixed_population,
+            "passes": config.passes,
             "users_at_warmup_end": None if at_warm is None else at_warm["users"],
             "users_end": at_end["users"],
             "events_left_out_new_users": population.left_out,

@@ -278,7 +278,7 @@ class _Run:
             "samples": samples,
             "rss_mb_after_warmup": after[0][1] if after else None,
             "rss_mb_end": samples[-1]["rss_mb"] if samples else None,
-            "rss_growth_mb_after_warmup": round(after[-1][1] - after[0][1], 1) if after else None,
+            "rss_growth_mb_after_warmup": growth,
             "rss_slope_mb_per_10min": None if (s := _slope_per_10min(after)) is None else round(s, 2),
             "backlog_end": samples[-1]["backlog"] if samples else None,
             "fixed_population": config.fixed_population,

@@ -2,7 +2,8 @@
 200 bytes to one topic (12 partitions) of a fresh embedded Tansu and print, after each chunk,
 the produce rate and one record's produce-to-fetch round trip at the tail.
 
-Run: ``python -m tools.bench.broker_growth [chunks]`` (default 15, i.e. 1.5 million records).
+Run: ``python -m tools.bench.broker_growth [chunks] [bytes]`` (default 15, i.e. 1.5 million records,
+of 200 bytes).
 A diagnostic for docs/reliability.md (the soak's slow-down), not part of ``coursepulse bench``.
 """
 
@@ -20,7 +21,7 @@ from streams.settings import Settings
 CHUNK = 100_000
 
 
-async def _grow(settings: Settings, chunks: int) -> None:
+async def _grow(settings: Settings, chunks: int, size: int = 200) -> None:
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
     from streams.admin import create_topics
@@ -31,7 +32,7 @@ async def _grow(settings: Settings, chunks: int) -> None:
     producer = AIOKafkaProducer(bootstrap_servers=s.bootstrap_servers, linger_ms=5, max_batch_size=262_144)
     await producer.start()
     try:
-        value = b"x" * 200
+        value = b"x" * size
         for chunk in range(1, chunks + 1):
             t = time.perf_counter()
             futures = [await producer.send(topic, value, key=b"k%d" % i, partition=i % 12) for i in range(CHUNK)]
@@ -59,10 +60,11 @@ def main(argv: list[str] | None = None) -> None:
     """Start an embedded broker and grow its log (see the module doc)."""
     args = sys.argv[1:] if argv is None else argv
     chunks = int(args[0]) if args else 15
+    size = int(args[1]) if len(args) > 1 else 200
     from streams.embedded import EmbeddedServices
 
     with EmbeddedServices(Settings.from_env(), Path(tempfile.mkdtemp())) as services:
-        asyncio.run(_grow(services.settings, chunks))
+        asyncio.run(_grow(services.settings, chunks, size))
 
 
 if __name__ == "__main__":

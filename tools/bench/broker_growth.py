@@ -1,6 +1,6 @@
 """Does the embedded broker slow down as its log grows? Produce ``chunks`` x 100,000 records of
-``bytes`` each (default 200) to one topic (12 partitions) of a fresh embedded Tansu and print, after each chunk,
-the produce rate and one record's produce-to-fetch round trip at the tail.
+``bytes`` each (default 200) to one topic (12 partitions) of a fresh embedded Tansu and print,
+after each chunk, the produce rate and one record's produce-to-fetch round trip at the tail.
 
 Run: ``python -m tools.bench.broker_growth [chunks] [bytes]`` (default 15, i.e. 1.5 million
 records).

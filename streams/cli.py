@@ -109,6 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
     sk.add_argument("--users", type=int, default=3000, help="simulated users (default 3000)")
     sk.add_argument("--warmup", type=float, default=None,
                     help="seconds of traffic before the measured --duration (default: none; the first sixth of the run is the warm-up)")
+    sk.add_argument("--linger-ms", type=int, default=100,
+                    help="the traffic producer's linger (default 100: batches of a few records, as an emitting service sends)")
     return parser
 
 
@@ -178,7 +180,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from tools.soak import SoakConfig, run_soak
 
         config = SoakConfig(duration_s=args.duration, load=args.load, rate=args.rate, users=args.users,
-                            warmup_s=args.warmup)
+                            warmup_s=args.warmup, linger_ms=args.linger_ms)
         report = asyncio.run(run_soak(config, Settings.from_env(), args.json_out))
         print({k: v for k, v in report.items() if k not in ("samples", "config")})
         return 0 if report["worker_exit"] in (0, None) else 1

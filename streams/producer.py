@@ -136,17 +136,21 @@ async def produce(
     seed: int = 0,
     stats: ProduceStats | None = None,
     stop: asyncio.Event | None = None,
+    linger_ms: int = 5,
 ) -> ProduceStats:
     """Send records to their topics at ``rate`` per second (0: as fast as possible).
 
     ``stats`` (filled as records go out) lets a caller watch progress; ``stop`` ends early.
+    ``linger_ms`` is how long the producer gathers records into a batch: at a paced rate a short
+    linger writes batches of one record, and Tansu's fetch cost grows with the batches a partition
+    holds (docs/reliability.md), so a long run should batch as a production emitter would.
     """
     if not 0 <= bad_fraction < 1:
         msg = f"bad_fraction must be in [0, 1), got {bad_fraction}"
         raise ValueError(msg)
     rng = random.Random(seed)
     stats = stats if stats is not None else ProduceStats()
-    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, **aiokafka_kwargs(settings), linger_ms=5,
+    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, **aiokafka_kwargs(settings), linger_ms=linger_ms,
                                 max_request_size=1_048_576, acks=1)
     await producer.start()
     kinds = list(BAD_KINDS)

@@ -63,6 +63,10 @@ class SoakConfig:
     #: keeps sending for the whole run; the simulation starts ``days x passes`` ago, so no event
     #: is in the future
     passes: int = 30
+    #: the traffic producer's linger: batches of a few records per partition, as an emitting
+    #: service sends them; 5 ms at these rates writes one-record batches, and Tansu's fetch cost
+    #: grows with the batches a partition holds (docs/reliability.md, "The broker's fetch cost")
+    linger_ms: int = 100
 
 
 class Population:
@@ -163,10 +167,11 @@ def _slope_per_10min(samples: list[tuple[float, float]]) -> float | None:
 
 
 class _Run:
-    def __init__(self, base: Settings, workdir: Path) -> None:
+    def __init__(self, base: Settings, workdir: Path, broker_pid: int | None = None) -> None:
         from tools.bench.children import Children
 
         self.base = base
+        self.broker_pid = broker_pid
         self.workdir = workdir
         self.children = Children()
         self.tag = uuid.uuid4().hex[:6]
@@ -228,7 +233,7 @@ class _Run:
     async def soak(self, config: SoakConfig, rate: float) -> dict[str, Any]:
         from streams.admin import create_topics
         from streams.producer import ProduceStats, produce
-        from tools.bench.children import proc_memory
+        from tools.bench.children import proc_cpu_s, proc_memory
         from tools.simulator import PlatformSimulator, SimConfig
 
         settings = self.settings_for("soak")
@@ -244,19 +249,28 @@ class _Run:
         warm = config.duration_s / 6 if config.warmup_s is None else config.warmup_s
         total = config.duration_s + (config.warmup_s or 0.0)
         producer = asyncio.create_task(produce(settings, population, rate=rate, duration=total,
-                                               stats=produced))
+                                               stats=produced, linger_ms=config.linger_ms))
         samples: list[dict[str, Any]] = []
         at_warm: dict[str, Any] | None = None
         t0 = time.monotonic()
+        pids = {"worker": worker.proc.pid, "broker": self.broker_pid}
+        cpu_before = {k: proc_cpu_s(pid) if pid else None for k, pid in pids.items()}
+        t_before = t0
         while not producer.done():
             await asyncio.sleep(config.sample_every_s)
+            cpu_now = {k: proc_cpu_s(pid) if pid else None for k, pid in pids.items()}
+            now = time.monotonic()
+            # share of one core each used since the last sample
+            cpu = {f"{k}_cpu": None if cpu_now[k] is None or cpu_before[k] is None
+                   else round((cpu_now[k] - cpu_before[k]) / (now - t_before), 3) for k in pids}
+            cpu_before, t_before = cpu_now, now
             mem = proc_memory(worker.proc.pid)
             sent = sum(v for k, v in produced.good.items() if k != "courses")
             processed = _events_in(worker.port)
             t = round(time.monotonic() - t0, 1)
             samples.append({"t_s": t, "rss_mb": round(mem.get("vmrss_mb", 0.0), 1),
                             "sent": sent, "processed": processed,
-                            "backlog": None if processed is None else sent - processed})
+                            "backlog": None if processed is None else sent - processed, **cpu})
             if at_warm is None and t >= warm:
                 at_warm = self._windows(population, settings.dedupe_window, RECENT_WINDOW)
                 if config.fixed_population:
@@ -306,7 +320,7 @@ async def run_soak(config: SoakConfig, base: Settings, out: Path | None = None) 
     from streams.embedded import EmbeddedServices
 
     with EmbeddedServices(base) as svc, tempfile.TemporaryDirectory(prefix="cp-soak-") as tmp:
-        run = _Run(svc.settings, Path(tmp))
+        run = _Run(svc.settings, Path(tmp), None if svc.broker is None else svc.broker.pid)
         try:
             sustainable = None
             rate = config.rate

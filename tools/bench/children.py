@@ -95,6 +95,15 @@ def proc_memory(pid: int) -> dict[str, float]:
     return out
 
 
+def proc_cpu_s(pid: int) -> float | None:
+    """CPU seconds (user + system) a process has used (``/proc/<pid>/stat``); None if gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @dataclass
 class Child:
     """A process the benchmark started: its name, handle, log file and HTTP port."""

@@ -34,3 +34,20 @@ def test_window_slots_count_at_most_the_bound_per_user():
     list(pop)
     assert pop.window_slots(3) == 3 + 2
     assert pop.window_slots(128) == 7
+
+
+def test_proc_cpu_counts_this_process_and_none_for_a_gone_one():
+    import os
+    import subprocess
+    import sys
+
+    from tools.bench.children import proc_cpu_s
+
+    before = proc_cpu_s(os.getpid())
+    sum(i * i for i in range(2_000_000))  # some CPU
+    after = proc_cpu_s(os.getpid())
+    assert before is not None and after is not None and after > before
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    assert proc_cpu_s(child.pid) is None
+

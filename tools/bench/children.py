@@ -30,8 +30,8 @@ def child_env(extra: dict[str, str]) -> dict[str, str]:
     return env
 
 
-def _cpu_s(pid: int) -> float | None:
-    """User + system CPU seconds of a process (``/proc/<pid>/stat``)."""
+def proc_cpu_s(pid: int) -> float | None:
+    """User + system CPU seconds of a process (``/proc/<pid>/stat``); None once it is gone."""
     try:
         text = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
@@ -93,15 +93,6 @@ def proc_memory(pid: int) -> dict[str, float]:
             if key in ("VmRSS", "VmHWM"):
                 out[f"{key.lower()}_mb"] = int(line.split()[1]) / 1024
     return out
-
-
-def proc_cpu_s(pid: int) -> float | None:
-    """CPU seconds (user + system) a process has used (``/proc/<pid>/stat``); None if gone."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 @dataclass

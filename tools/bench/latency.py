@@ -17,12 +17,12 @@ from streams.settings import Settings
 from tools.bench.children import (
     Child,
     _busy_cores,
-    _cpu_s,
     _others,
     _PhaseError,
     _system_cpu,
     _thread_cpu_s,
     _thread_split,
+    proc_cpu_s,
     proc_memory,
 )
 from tools.bench.evaluation import _simulate
@@ -129,16 +129,16 @@ class _LatencyParts:
                 raise _PhaseError(msg)
             for fraction, rate in zip(fractions, rates, strict=True):
                 stats = ProduceStats(keep_sent_at=10**8)
-                cpu0, t0, sys0, me0 = _cpu_s(worker.proc.pid), time.monotonic(), _system_cpu(), _cpu_s(os.getpid())
+                cpu0, t0, sys0, me0 = proc_cpu_s(worker.proc.pid), time.monotonic(), _system_cpu(), proc_cpu_s(os.getpid())
                 th0 = _thread_cpu_s(worker.proc.pid)
-                br0 = _cpu_s(self.broker_pid) if self.broker_pid else None
+                br0 = proc_cpu_s(self.broker_pid) if self.broker_pid else None
                 await produce(settings, stream, rate=rate, duration=cfg.latency_s, stats=stats)
                 produced_s = time.monotonic() - t0
                 sent_total += stats.total
                 drain_s = await self.drain(worker, sent_total, 60.0)
-                cpu1, t1, sys1, me1 = _cpu_s(worker.proc.pid), time.monotonic(), _system_cpu(), _cpu_s(os.getpid())
+                cpu1, t1, sys1, me1 = proc_cpu_s(worker.proc.pid), time.monotonic(), _system_cpu(), proc_cpu_s(os.getpid())
                 th1 = _thread_cpu_s(worker.proc.pid)
-                br1 = _cpu_s(self.broker_pid) if self.broker_pid else None
+                br1 = proc_cpu_s(self.broker_pid) if self.broker_pid else None
                 used = [b - a if a is not None and b is not None else None
                         for a, b in ((cpu0, cpu1), (br0, br1), (me0, me1))]
                 phases.append({"fraction": fraction, "target_events_per_s": rate, "sent": stats.total,

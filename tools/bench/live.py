@@ -24,7 +24,6 @@ from tools.bench.children import (
     Children,
     _busy_cores,
     _counters,
-    _cpu_s,
     _has_uvloop,
     _interpolate,
     _others,
@@ -35,6 +34,7 @@ from tools.bench.children import (
     _thread_cpu_s,
     _thread_split,
     child_env,
+    proc_cpu_s,
     proc_memory,
 )
 from tools.bench.config import BenchConfig
@@ -168,11 +168,11 @@ class _Live(_LatencyParts):
             samples.append((now, n))
             if first is None and n > 0:
                 first = (now, n)
-                cpu0 = [_cpu_s(p) for p in pids]
+                cpu0 = [proc_cpu_s(p) for p in pids]
                 threads0 = [_thread_cpu_s(p) for p in pids]
-                broker0 = _cpu_s(self.broker_pid) if self.broker_pid else None
+                broker0 = proc_cpu_s(self.broker_pid) if self.broker_pid else None
                 system0 = _system_cpu()
-                me0 = _cpu_s(os.getpid())
+                me0 = proc_cpu_s(os.getpid())
                 if on_first is not None:
                     on_first()
             if n >= target:
@@ -185,11 +185,11 @@ class _Live(_LatencyParts):
         self.last_samples = samples
         t_end, n_end = samples[-1]
         wall = t_end - first[0]
-        cpu1 = [_cpu_s(p) for p in pids]
+        cpu1 = [proc_cpu_s(p) for p in pids]
         threads1 = [_thread_cpu_s(p) for p in pids]
-        broker1 = _cpu_s(self.broker_pid) if self.broker_pid else None
+        broker1 = proc_cpu_s(self.broker_pid) if self.broker_pid else None
         system1 = _system_cpu()
-        me1 = _cpu_s(os.getpid())
+        me1 = proc_cpu_s(os.getpid())
         events = n_end - first[1]
         rate = events / wall if wall > 0 else None
         cpu = [b - a if a is not None and b is not None else None for a, b in zip(cpu0, cpu1, strict=True)]

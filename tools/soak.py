@@ -53,7 +53,7 @@ class SoakConfig:
     days: float = 365.0
     #: events of the calibration backlog (looped over the same population, as the soak is); the
     #: rate is taken over its second half, once the users' windows and the models have grown:
-    #: a fresh worker draining 20,000 events of new users ran ~2x faster than it can sustain
+    #: a fresh worker draining 20,000 events of new users ran ~1.4x faster than it can sustain
     calibration_events: int = 200_000
     sample_every_s: float = 10.0
     seed: int = 11
@@ -140,6 +140,16 @@ def looped(records: Iterable[Any], span_ms: int, passes: int) -> Iterator[Any]:
             yield dataclasses.replace(record, **changes)
 
 
+def _traffic(config: SoakConfig, seed: int) -> Iterator[Any]:
+    """The simulated platform's records, looped for ``config.passes`` passes ending now."""
+    from tools.simulator import PlatformSimulator, SimConfig
+
+    span_ms = int(config.days * 86_400_000)
+    start_ms = (int(time.time() * 1000) - span_ms * max(1, config.passes)) // 86_400_000 * 86_400_000
+    sim = PlatformSimulator(SimConfig(users=config.users, days=config.days, seed=seed, start_ms=start_ms))
+    return looped(sim.events(), span_ms, max(1, config.passes))
+
+
 def _get(port: int, path: str) -> Any:
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as r:
@@ -205,16 +215,11 @@ class _Run:
         """Events/s one worker drains from a pre-produced backlog, over its second half."""
         from streams.admin import create_topics
         from streams.producer import produce
-        from tools.simulator import PlatformSimulator, SimConfig
 
         settings = self.settings_for("cal")
         await create_topics(settings)
-        span_ms = int(config.days * 86_400_000)
-        start_ms = (int(time.time() * 1000) - span_ms * max(1, config.passes)) // 86_400_000 * 86_400_000
-        sim = PlatformSimulator(SimConfig(users=config.users, days=config.days, seed=config.seed + 1,
-                                          start_ms=start_ms))
         events = []
-        for record in looped(sim.events(), span_ms, max(1, config.passes)):
+        for record in _traffic(config, config.seed + 1):
             events.append(record)
             if len(events) >= config.calibration_events:
                 break
@@ -241,17 +246,13 @@ class _Run:
         from streams.admin import create_topics
         from streams.producer import ProduceStats, produce
         from tools.bench.children import proc_cpu_s, proc_memory
-        from tools.simulator import PlatformSimulator, SimConfig
 
         settings = self.settings_for("soak")
         await create_topics(settings)
         worker = self.start_worker(settings, "soak-worker")
         from models.profile import RECENT_WINDOW
 
-        span_ms = int(config.days * 86_400_000)
-        start_ms = (int(time.time() * 1000) - span_ms * max(1, config.passes)) // 86_400_000 * 86_400_000
-        sim = PlatformSimulator(SimConfig(users=config.users, days=config.days, seed=config.seed, start_ms=start_ms))
-        population = Population(looped(sim.events(), span_ms, max(1, config.passes)))
+        population = Population(_traffic(config, config.seed))
         produced = ProduceStats()
         warm = config.duration_s / 6 if config.warmup_s is None else config.warmup_s
         total = config.duration_s + (config.warmup_s or 0.0)

@@ -44,7 +44,7 @@ from streams.publish import (
     attribution_gauges,
     outbox,
     profile_value,
-    rec_value,
+    rec_values,
     send_alert,
     send_candidate,
     send_link,
@@ -270,12 +270,12 @@ async def _send_owed(owed: list[UserOutcome]) -> None:
 async def _send_owed_locked(owed: list[UserOutcome]) -> None:
     profiles: list[tuple[str, bytes]] = []
     lists: list[tuple[str, bytes]] = []
-    for o in owed:
+    recs = rec_values([(o.state, o.trigger) for o in owed])  # every list of the batch in one ranking call
+    for o, rec in zip(owed, recs, strict=True):
         partition = o.trigger.partition
         value = profile_value(o.state, partition, partition_stats(partition))
         send_profile(o.user_id, value, partition)
         profiles.append((o.user_id, value))
-        rec = rec_value(o.state, o.trigger)
         if rec is None:
             handover.owe_list(o.user_id, o.trigger)
             continue

@@ -33,6 +33,8 @@ __all__ = [
     "pair_increments_numpy",
     "rank_candidates",
     "rank_candidates_numpy",
+    "rank_users",
+    "rank_users_numpy",
     "row_similarities",
     "row_similarities_batch",
     "row_similarities_batch_numpy",
@@ -482,6 +484,251 @@ def rank_candidates_numpy(items: np.ndarray, weights: np.ndarray, neigh_idx: np.
     top = np.lexsort((np.arange(n_items), -total))[: min(k, n_items)]
     return np.column_stack([top, total[top], similar[top], popular[top], new[top], trending[top],
                             reason[top]]).astype(np.float64)
+
+
+# ---------------------------------------------------------------------------------------------
+# the ranking of many users in one call
+
+
+@njit(cache=True, nogil=True)
+def _block_sum(a: np.ndarray, lo: int, n: int) -> float:
+    """NumPy's sum of ``a[lo:lo + n]`` for ``n <= 128``: one loop below 8, else 8 accumulators."""
+    if n < 8:
+        res = 0.0
+        for i in range(n):
+            res += a[lo + i]
+        return res
+    r0, r1, r2, r3 = a[lo], a[lo + 1], a[lo + 2], a[lo + 3]
+    r4, r5, r6, r7 = a[lo + 4], a[lo + 5], a[lo + 6], a[lo + 7]
+    i = 8
+    end = n - (n % 8)
+    while i < end:
+        r0 += a[lo + i]
+        r1 += a[lo + i + 1]
+        r2 += a[lo + i + 2]
+        r3 += a[lo + i + 3]
+        r4 += a[lo + i + 4]
+        r5 += a[lo + i + 5]
+        r6 += a[lo + i + 6]
+        r7 += a[lo + i + 7]
+        i += 8
+    res = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
+    while i < n:
+        res += a[lo + i]
+        i += 1
+    return res
+
+
+@njit(cache=True, nogil=True)
+def _pairwise_sum(a: np.ndarray, lo: int, n: int) -> float:
+    """``a[lo:lo + n].sum()`` with the additions in NumPy's order (blocks of at most 128 summed
+    by :func:`_block_sum`, halves split at a multiple of 8 and added), so the total is the one
+    ``np.sum`` gives to the last bit. Not recursive: Numba's cache does not keep recursive
+    functions safely."""
+    if n <= 128:
+        return _block_sum(a, lo, n)
+    # the split tree walked in post-order on explicit stacks (depth <= 64 for any array)
+    s_lo = np.empty(128, dtype=np.int64)
+    s_n = np.empty(128, dtype=np.int64)
+    s_done = np.zeros(128, dtype=np.bool_)
+    vals = np.empty(128, dtype=np.float64)
+    top, nv = 0, 0
+    s_lo[0], s_n[0], s_done[0] = lo, n, False
+    top = 1
+    while top > 0:
+        top -= 1
+        x_lo, x_n, done = s_lo[top], s_n[top], s_done[top]
+        if x_n <= 128:
+            vals[nv] = _block_sum(a, x_lo, x_n)
+            nv += 1
+        elif done:
+            nv -= 1
+            vals[nv - 1] = vals[nv - 1] + vals[nv]
+        else:
+            half = x_n // 2
+            half -= half % 8
+            s_lo[top], s_n[top], s_done[top] = x_lo, x_n, True
+            s_lo[top + 1], s_n[top + 1], s_done[top + 1] = x_lo + half, x_n - half, False
+            s_lo[top + 2], s_n[top + 2], s_done[top + 2] = x_lo, half, False
+            top += 3
+    return vals[0]
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _rank_users(u_off: np.ndarray, c_idx: np.ndarray, c_ts: np.ndarray, c_prog: np.ndarray,
+                c_bought: np.ndarray, s_off: np.ndarray, s_idx: np.ndarray, nows: np.ndarray,
+                pop_rows: np.ndarray, pop_norm: np.ndarray, trending: np.ndarray, neigh_idx: np.ndarray,
+                neigh_sim: np.ndarray, n_items: int, cats: np.ndarray, n_cats: int, published: np.ndarray,
+                max_history: int, half_life_ms: float, completion: float, level_weights: np.ndarray,
+                new_ms: float, w_similar: float, w_popular: float, w_new: float, k: int, n: int,
+                per_category: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    users = nows.shape[0]
+    out = np.zeros((users, n, 8), dtype=np.float64)
+    n_out = np.zeros(users, dtype=np.int64)
+    r_items = np.full((users, max_history), -1, dtype=np.int64)
+    r_levels = np.zeros((users, max_history), dtype=np.int64)
+    n_recent = np.zeros(users, dtype=np.int64)
+    cats_n = cats[:n_items]
+    published_n = published[:n_items]
+    items = np.empty(max_history, dtype=np.int64)
+    weights = np.empty(max_history, dtype=np.float64)
+    affinity = np.zeros(n_cats + 1, dtype=np.float64)
+    per_cat = np.zeros(n_cats + 1, dtype=np.int64)
+    for u in range(users):
+        lo = u_off[u]
+        hi = u_off[u + 1]
+        now = nows[u]
+        # the user's most recently touched courses, newest first, ties in the state's order
+        order = np.argsort(-c_ts[lo:hi], kind="mergesort")
+        m = 0
+        for j in range(min(hi - lo, max_history)):
+            e = lo + order[j]
+            i = c_idx[e]
+            if i < 0:  # not in the index (no neighbour list yet)
+                continue
+            level = 3 if c_bought[e] else 2 if c_prog[e] >= completion else 1
+            age = now - c_ts[e]
+            items[m] = i
+            weights[m] = level_weights[level] * 2.0 ** (-(age if age > 0 else 0) / half_life_ms)
+            r_items[u, m] = i
+            r_levels[u, m] = level
+            m += 1
+        n_recent[u] = m
+        # category affinity, the largest scaled to 1 (courses of no category count for nothing)
+        affinity[:] = 0.0
+        for a in range(m):
+            c = cats_n[items[a]]
+            affinity[c if c >= 0 else n_cats] += weights[a]
+        affinity[n_cats] = 0.0
+        top_aff = affinity.max()
+        if top_aff > 0:
+            for c in range(n_cats + 1):
+                affinity[c] = affinity[c] / top_aff
+        total_w = _pairwise_sum(weights, 0, m)
+        if total_w == 0.0:
+            total_w = 1.0
+        row = pop_rows[u]
+        top = _rank_candidates(items[:m], weights[:m], total_w, neigh_idx, neigh_sim, n_items, pop_norm[row],
+                               trending[row], cats_n, affinity, published_n, float(now) - new_ms, now,
+                               s_idx[s_off[u]:s_off[u + 1]], w_similar, w_popular, w_new, k)
+        # at most per_category of one category (no category: no limit), nothing scored <= 0
+        per_cat[:] = 0
+        got = 0
+        for r in range(top.shape[0]):
+            t = top[r, 1]
+            if not (t > 0.0 and t < np.inf):
+                break
+            c = cats_n[int(top[r, 0])]
+            if c >= 0:
+                if per_cat[c] >= per_category:
+                    continue
+                per_cat[c] += 1
+            out[u, got, :7] = top[r]
+            # the part that contributed most (the reason): the largest, ties to the later part
+            # as Python's max((similar, 0), (new, 1), (popular, 2), (trending, 3)) picks it
+            best, best_v = 0, top[r, 2]
+            if top[r, 4] >= best_v:
+                best, best_v = 1, top[r, 4]
+            if top[r, 3] >= best_v:
+                best, best_v = 2, top[r, 3]
+            if top[r, 5] >= best_v:
+                best = 3
+            out[u, got, 7] = best
+            got += 1
+            if got == n:
+                break
+        n_out[u] = got
+    return out, n_out, r_items, r_levels, n_recent
+
+
+def rank_users(u_off: np.ndarray, c_idx: np.ndarray, c_ts: np.ndarray, c_prog: np.ndarray, c_bought: np.ndarray,
+               s_off: np.ndarray, s_idx: np.ndarray, nows: np.ndarray, pop_rows: np.ndarray, pop_norm: np.ndarray,
+               trending: np.ndarray, neigh_idx: np.ndarray, neigh_sim: np.ndarray, n_items: int, cats: np.ndarray,
+               n_cats: int, published: np.ndarray, *, max_history: int, half_life_ms: float, completion: float,
+               level_weights: np.ndarray, new_ms: float, w_similar: float, w_popular: float, w_new: float,
+               k: int, n: int, per_category: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The hybrid ranking of many users in one call (``Ranker.recommend_many``).
+
+    User ``u``'s courses are entries ``u_off[u]:u_off[u + 1]`` of ``c_idx`` (the course's index
+    row, ``-1`` when it has none), ``c_ts`` (last touched), ``c_prog`` (progress) and
+    ``c_bought``; the courses never to recommend to them are ``s_idx[s_off[u]:s_off[u + 1]]``;
+    ranked at ``nows[u]`` with popularity row ``pop_rows[u]`` of ``pop_norm`` / ``trending``.
+    Per user: the ``max_history`` most recently touched courses (ties in entry order) weighted by
+    engagement level and recency, the category affinity, then :func:`rank_candidates` (its ``k``
+    best) and the first ``n`` of them with at most ``per_category`` of one category and a total
+    above 0. Returns ``(rows (U, n, 8), n_rows (U,), recent items (U, max_history), their levels,
+    n_recent (U,))``; a row is ``rank_candidates``'s (its reason source indexing the user's recent
+    items) and the part that contributed most: 0 similar, 1 new, 2 popular, 3 trending.
+    """
+    if max_history < 1 or n < 1 or per_category < 1 or k < n:
+        msg = f"max_history, n and per_category must be >= 1 and k >= n, got {max_history}, {n}, {per_category}, {k}"
+        raise ValueError(msg)
+    i64, f64 = np.int64, np.float64
+    return _rank_users(
+        np.ascontiguousarray(u_off, dtype=i64), np.ascontiguousarray(c_idx, dtype=i64),
+        np.ascontiguousarray(c_ts, dtype=i64), np.ascontiguousarray(c_prog, dtype=f64),
+        np.ascontiguousarray(c_bought, dtype=np.bool_), np.ascontiguousarray(s_off, dtype=i64),
+        np.ascontiguousarray(s_idx, dtype=i64), np.ascontiguousarray(nows, dtype=i64),
+        np.ascontiguousarray(pop_rows, dtype=i64), np.ascontiguousarray(pop_norm, dtype=f64),
+        np.ascontiguousarray(trending, dtype=f64), neigh_idx, neigh_sim, int(n_items),
+        np.ascontiguousarray(cats, dtype=i64), int(n_cats), np.ascontiguousarray(published, dtype=i64),
+        int(max_history), float(half_life_ms), float(completion), np.ascontiguousarray(level_weights, dtype=f64),
+        float(new_ms), float(w_similar), float(w_popular), float(w_new), int(k), int(n), int(per_category))
+
+
+def rank_users_numpy(u_off: np.ndarray, c_idx: np.ndarray, c_ts: np.ndarray, c_prog: np.ndarray,
+                     c_bought: np.ndarray, s_off: np.ndarray, s_idx: np.ndarray, nows: np.ndarray,
+                     pop_rows: np.ndarray, pop_norm: np.ndarray, trending: np.ndarray, neigh_idx: np.ndarray,
+                     neigh_sim: np.ndarray, n_items: int, cats: np.ndarray, n_cats: int, published: np.ndarray, *,
+                     max_history: int, half_life_ms: float, completion: float, level_weights: np.ndarray,
+                     new_ms: float, w_similar: float, w_popular: float, w_new: float, k: int, n: int,
+                     per_category: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Reference implementation of :func:`rank_users`: array expressions per user and
+    :func:`rank_candidates_numpy`."""
+    users = len(nows)
+    out = np.zeros((users, n, 8))
+    n_out = np.zeros(users, dtype=np.int64)
+    r_items = np.full((users, max_history), -1, dtype=np.int64)
+    r_levels = np.zeros((users, max_history), dtype=np.int64)
+    n_recent = np.zeros(users, dtype=np.int64)
+    cats = np.asarray(cats[:n_items], dtype=np.int64)
+    for u in range(users):
+        lo, hi, now = int(u_off[u]), int(u_off[u + 1]), int(nows[u])
+        recent = lo + np.argsort(-np.asarray(c_ts[lo:hi]), kind="stable")[:max_history]
+        recent = recent[np.asarray(c_idx)[recent] >= 0]
+        items = np.asarray(c_idx)[recent].astype(np.int64)
+        levels = np.where(np.asarray(c_bought)[recent], 3, np.where(np.asarray(c_prog)[recent] >= completion, 2, 1))
+        ages = np.maximum(now - np.asarray(c_ts)[recent], 0)
+        weights = np.asarray(level_weights)[levels] * 2.0 ** (-ages / half_life_ms)
+        m = len(items)
+        r_items[u, :m], r_levels[u, :m], n_recent[u] = items, levels, m
+        affinity = np.zeros(n_cats + 1)
+        np.add.at(affinity, np.where(cats[items] >= 0, cats[items], n_cats), weights)
+        affinity[n_cats] = 0.0
+        if affinity.max() > 0:
+            affinity = affinity / affinity.max()
+        top = rank_candidates_numpy(items, weights, neigh_idx, neigh_sim, n_items, pop_norm[pop_rows[u]],
+                                    trending[pop_rows[u]], cats, affinity, published, now=now,
+                                    new_after=now - new_ms, seen=np.asarray(s_idx[s_off[u]:s_off[u + 1]]),
+                                    w_similar=w_similar, w_popular=w_popular, w_new=w_new, k=k)
+        ok = (top[:, 1] > 0) & np.isfinite(top[:, 1])
+        top = top[: int(np.argmin(ok)) if not ok.all() else len(top)]  # up to the first total <= 0
+        taken = np.zeros(n_cats + 1, dtype=np.int64)
+        got = 0
+        for row in top:
+            c = cats[int(row[0])]
+            if c >= 0:
+                if taken[c] >= per_category:
+                    continue
+                taken[c] += 1
+            parts = [row[2], row[4], row[3], row[5]]  # similar, new, popular, trending: ties to the later
+            out[u, got, :7] = row
+            out[u, got, 7] = 3 - int(np.argmax(parts[::-1]))
+            got += 1
+            if got == n:
+                break
+        n_out[u] = got
+    return out, n_out, r_items, r_levels, n_recent
 
 
 # ---------------------------------------------------------------------------------------------

@@ -18,8 +18,6 @@ whole row decays at once without being touched; values are deflated when they ar
 from __future__ import annotations
 
 import dataclasses
-import heapq
-import math
 import random
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -31,7 +29,7 @@ from models.kernels import (
     MEASURES,
     cooc_gains_batch,
     pair_increments_batch,
-    rank_candidates,
+    rank_users,
     row_similarities,
     row_similarities_batch,
 )
@@ -484,11 +482,6 @@ class NeighbourIndex:
         return [(self.ids[o], float(s)) for o, s in zip(self.neigh_idx[i], self.neigh_sim[i], strict=True) if o >= 0]
 
 
-def _last_touch(ce: tuple[str, Any]) -> Any:
-    """The sort key of a user's course entry: when it was last touched."""
-    return ce[1][0]
-
-
 @dataclass(frozen=True)
 class Ranker:
     """Hybrid ranking: neighbours of recent courses, popular in the user's categories, new courses.
@@ -517,70 +510,58 @@ class Ranker:
 
     def recommend(self, state: UserState, index: NeighbourIndex, now: int) -> list[tuple[str, float, str]]:
         """Top-``n`` ``(course_id, score, reason)`` for a user as of event time ``now``."""
-        n_items = index.size
-        if n_items == 0:
-            return []
-        courses = state.courses
-        if len(courses) > self.max_history:  # = sorted(..., reverse=True)[:max_history], stable
-            recent = heapq.nlargest(self.max_history, courses.items(), key=_last_touch)
-        else:
-            recent = sorted(courses.items(), key=_last_touch, reverse=True)
-        items, weights, levels = [], [], []
-        hl = self.user_half_life_days * DAY_MS
-        pos = index.pos
-        completion = self.completion
-        for c, e in recent:
-            i = pos.get(c)
-            if i is None:
-                continue
-            level = 3 if e[3] else 2 if e[1] >= completion else 1  # engagement_level(e)
-            items.append(i)
-            levels.append(level)
-            age = now - e[0]
-            weights.append(LEVEL_WEIGHTS[level] * 2.0 ** (-(age if age > 0 else 0) / hl))
-        pop_norm, trending = self._popularity(index, n_items, now)
-        cats = index.cat[:n_items]
-        n_cats = max(len(index.categories), 1)
-        # category affinity: the same float additions, in the same order, as on an array
-        aff = [0.0] * (n_cats + 1)
-        if items:
-            for c, wi in zip(cats[items].tolist(), weights, strict=True):
-                aff[c] += wi  # cat -1 lands in the spare last slot
-        aff[-1] = 0.0
-        affinity = np.array(aff)
-        if max(aff) > 0:  # weights are >= 0: the sum is > 0 exactly when the largest is
-            affinity /= affinity.max()
-        seen = [i for i in map(pos.get, (*state.courses, *state.owned)) if i is not None]
-        # every score part, the blocked courses and the best n * 4 in one kernel call
-        top = rank_candidates(np.asarray(items, dtype=np.int64), np.asarray(weights, dtype=np.float64),
-                              index.neigh_idx, index.neigh_sim, n_items, pop_norm, trending, cats, affinity,
-                              index.published, now=now, new_after=now - self.new_days * DAY_MS,
-                              seen=np.asarray(seen, dtype=np.int64), w_similar=self.w_similar,
-                              w_popular=self.w_popular, w_new=self.w_new, k=self.n * 4)
+        return self.recommend_many([(state, now)], index)[0]
 
-        chosen: list[tuple[str, float, str]] = []
-        per_cat: dict[int, int] = {}
-        top_cats = cats[top[:, 0].astype(np.int64)].tolist()  # the candidates' only, not the catalogue's
-        per_category, n = self.per_category, self.n
-        # the rows listed, from the totals and categories alone (the other parts only for those)
-        picked: list[int] = []
-        for r, (t, c) in enumerate(zip(top[:, 1].tolist(), top_cats, strict=True)):
-            if not 0.0 < t < math.inf:  # not finite, or <= 0: nothing further is worth listing
-                break
-            if c >= 0:  # at most per_category of one category (no category: no limit)
-                taken = per_cat.get(c, 0)
-                if taken >= per_category:
-                    continue
-                per_cat[c] = taken + 1
-            picked.append(r)
-            if len(picked) == n:
-                break
-        ids, reason = index.ids, self._reason
-        # rows are (index, total, similar, popular, new, trending, reason source)
-        for i, t, sim_i, pop_i, new_i, trend_i, src in top[picked].tolist():
-            chosen.append((ids[int(i)], round(t, 6),
-                           reason(index, int(i), sim_i, pop_i, new_i, trend_i, int(src), items, levels)))
-        return chosen
+    def recommend_many(self, users: Sequence[tuple[UserState, int]],
+                       index: NeighbourIndex) -> list[list[tuple[str, float, str]]]:
+        """:meth:`recommend` of every ``(state, now)``, ranked in one kernel call (the lists are
+        the same as one call per user gives)."""
+        n_items = index.size
+        if n_items == 0 or not users:
+            return [[] for _ in users]
+        pos = index.pos
+        c_idx: list[int] = []
+        c_ts: list[int] = []
+        c_prog: list[float] = []
+        c_bought: list[bool] = []
+        s_idx: list[int] = []
+        u_off, s_off, nows, pop_rows = [0], [0], [], []
+        rows: dict[int, int] = {}
+        for state, now in users:
+            courses = state.courses
+            known = [pos.get(c, -1) for c in courses]
+            c_idx += known
+            entries = courses.values()
+            c_ts += [e[0] for e in entries]
+            c_prog += [e[1] for e in entries]
+            c_bought += [bool(e[3]) for e in entries]
+            s_idx += [i for i in known if i >= 0]
+            if state.owned:
+                s_idx += [i for i in map(pos.get, state.owned) if i is not None]
+            u_off.append(len(c_idx))
+            s_off.append(len(s_idx))
+            nows.append(now)
+            pop_rows.append(rows.setdefault(now, len(rows)))
+        parts = [self._popularity(index, n_items, now) for now in rows]
+        out, n_out, r_items, r_levels, n_recent = rank_users(
+            np.asarray(u_off), np.asarray(c_idx), np.asarray(c_ts), np.asarray(c_prog, dtype=np.float64),
+            np.asarray(c_bought), np.asarray(s_off), np.asarray(s_idx, dtype=np.int64), np.asarray(nows),
+            np.asarray(pop_rows), np.stack([p for p, _ in parts]), np.stack([t for _, t in parts]),
+            index.neigh_idx, index.neigh_sim, n_items, index.cat, max(len(index.categories), 1), index.published,
+            max_history=self.max_history, half_life_ms=self.user_half_life_days * DAY_MS,
+            completion=self.completion, level_weights=np.asarray(LEVEL_WEIGHTS), new_ms=self.new_days * DAY_MS,
+            w_similar=self.w_similar, w_popular=self.w_popular, w_new=self.w_new, k=self.n * 4, n=self.n,
+            per_category=self.per_category)
+        ids, reason = index.ids, self._reason_of
+        lists: list[list[tuple[str, float, str]]] = []
+        for u, got in enumerate(n_out.tolist()):
+            m = int(n_recent[u])
+            items, levels = r_items[u, :m].tolist(), r_levels[u, :m].tolist()
+            # rows are (index, total, similar, popular, new, trending, reason source, best part)
+            lists.append([(ids[int(row[0])], round(row[1], 6),
+                           reason(index, int(row[0]), int(row[7]), int(row[6]), items, levels))
+                          for row in out[u, :got].tolist()])
+        return lists
 
     def _popularity(self, index: NeighbourIndex, n_items: int, now: int) -> tuple[np.ndarray, np.ndarray]:
         """Normalised popularity and the trending part at ``now``: the same for every user until
@@ -599,8 +580,14 @@ class Ranker:
     @staticmethod
     def _reason(index: NeighbourIndex, i: int, similar: float, popular: float, new: float, trending: float,
                 src: int, items: list[int], levels: list[int]) -> str:
-        meta = index.meta[i]
         best = max((similar, 0), (new, 1), (popular, 2), (trending, 3))[1]
+        return Ranker._reason_of(index, i, best, src, items, levels)
+
+    @staticmethod
+    def _reason_of(index: NeighbourIndex, i: int, best: int, src: int, items: list[int], levels: list[int]) -> str:
+        """The reason of item ``i`` from the part that contributed most (0 similar, 1 new,
+        2 popular, 3 trending) and the recent item behind the similar part (``src``)."""
+        meta = index.meta[i]
         if best == 0 and src >= 0:
             source = index.meta[items[src]]
             verb = "bought" if levels[src] == 3 else "completed" if levels[src] == 2 else "watched"
@@ -733,6 +720,13 @@ class OnlineRecommender:
         for c, neighbours in zip(dirty, lists, strict=True):
             self.index.update(c, pop_of(c), now, neighbours)
         return len(dirty)
+
+    def recommend_many(self, users: Sequence[tuple[UserState, int]]) -> list[list[tuple[str, float, str]]]:
+        """:meth:`recommend` of every ``(state, now)``: one ranking kernel call without the MF
+        scorer; a subclass that overrides :meth:`recommend` is asked one user at a time."""
+        if self._mf is None and type(self).recommend is OnlineRecommender.recommend:
+            return self.ranker.recommend_many(users, self.index)
+        return [self.recommend(state, now) for state, now in users]
 
     def recommend(self, state: UserState, now: int) -> list[tuple[str, float, str]]:
         if self._mf is None:

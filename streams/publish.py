@@ -31,7 +31,7 @@ from streams.runtime import RecTrigger, index, ranker, rules
 
 __all__ = [
     "MODEL_VERSIONS", "alert_record", "outbox", "attribution_gauges", "candidate_record", "profile_value", "rec_id_for",
-    "rec_value", "send_alert", "send_candidate", "send_link", "send_profile", "send_recommendations",
+    "rec_value", "rec_values", "send_alert", "send_candidate", "send_link", "send_profile", "send_recommendations",
     "with_repurchase_reason",
 ]
 
@@ -81,11 +81,19 @@ def rec_id_for(user_id: str, event_id: str) -> str:
 def rec_value(state: UserState, trigger: RecTrigger) -> bytes | None:
     """The ``recommendations`` record for ``state`` after ``trigger`` (JSON bytes), or None when
     nothing can be ranked (no neighbour index yet, or no candidate)."""
+    return rec_values([(state, trigger)])[0]
+
+
+def rec_values(owed: list[tuple[UserState, RecTrigger]]) -> list[bytes | None]:
+    """:func:`rec_value` of every ``(state, trigger)``, ranked in one kernel call."""
     if index.size == 0:
-        return None
-    items = ranker.recommend(state, index, trigger.ts)
-    if not items:
-        return None
+        return [None] * len(owed)
+    ranked = ranker.recommend_many([(state, trigger.ts) for state, trigger in owed], index)
+    return [_rec_record(state, trigger, items) if items else None
+            for (state, trigger), items in zip(owed, ranked, strict=True)]
+
+
+def _rec_record(state: UserState, trigger: RecTrigger, items: list[tuple[str, float, str]]) -> bytes:
     items = with_repurchase_reason(items, state, trigger.partition, trigger.ts)
     record = Recommendations(
         rec_id=rec_id_for(state.user_id, trigger.event_id),

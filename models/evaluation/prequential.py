@@ -322,6 +322,7 @@ class PrequentialEvaluator:
             for (user, at, risk), x in zip(result.scored, result.scored_features, strict=True):
                 self._snapshot(user, self.states[user], at, x, risk)
         last = max(ev.ts for ev in batch)
+        owed: list[tuple[UserState, RecTrigger]] = []
         for result in results:
             for o in result.users:
                 t = o.trigger.ts
@@ -332,7 +333,8 @@ class PrequentialEvaluator:
                 # latest event, with the neighbour lists as they were before this batch's gains
                 if not cfg.rec_interval_ms or t - self._last_pub.get(o.user_id, -(2**62)) >= cfg.rec_interval_ms:
                     self._last_pub[o.user_id] = t
-                    self._publish(o.state, o.trigger)
+                    owed.append((o.state, o.trigger))
+        self._publish_many(owed)
         if rises is not None:
             self.recommender.apply_updates(rises.merged_updates(self.recommender.rows._hl_ms))
         if last > self.clock:
@@ -358,15 +360,20 @@ class PrequentialEvaluator:
         counts[1] += ours is not None
         counts[2] += base is not None
 
-    def _publish(self, state: UserState, trigger: RecTrigger) -> None:
-        items = self.recommender.recommend(state, trigger.ts)
-        if not items:  # the worker publishes nothing (and keeps the user's previous list)
+    def _publish_many(self, owed: list[tuple[UserState, RecTrigger]]) -> None:
+        """Rank the lists owed by a batch (in one ranking call, as the worker does) and record
+        each as the user's published list, with the popularity baseline's list beside it."""
+        if not owed:
             return
-        self.last_lists[state.user_id] = (trigger, items)
-        ours = [c for c, _, _ in items][: self.config.k]
-        self.r.recommended.update(ours)
-        self._lists[state.user_id] = _Lists(ours, popularity_top(self._popularity(trigger.ts), state.courses,
-                                                                 self.config.k))
+        k = self.config.k
+        ranked = self.recommender.recommend_many([(state, trigger.ts) for state, trigger in owed])
+        for (state, trigger), items in zip(owed, ranked, strict=True):
+            if not items:  # the worker publishes nothing (and keeps the user's previous list)
+                continue
+            self.last_lists[state.user_id] = (trigger, items)
+            ours = [c for c, _, _ in items][:k]
+            self.r.recommended.update(ours)
+            self._lists[state.user_id] = _Lists(ours, popularity_top(self._popularity(trigger.ts), state.courses, k))
 
     def _popularity(self, t: int) -> list[str]:
         if t - self._pop_at >= self.config.baseline_refresh_ms:

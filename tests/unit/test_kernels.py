@@ -506,3 +506,75 @@ def test_rank_candidates_equals_its_numpy_reference(n_items, n_recent, n_seen, s
     want = rank_candidates_numpy(items, weights, neigh_idx, neigh_sim, n_items, pop_norm, trending, cats, affinity,
                                  published, **kw)
     np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("n", [0, 1, 7, 8, 9, 15, 16, 17, 127, 128, 129, 255, 256, 1000, 4099])
+def test_pairwise_sum_is_numpys_sum_to_the_last_bit(n):
+    from models.kernels import _pairwise_sum
+
+    rng = np.random.default_rng(n)
+    a = rng.random(n) * 10.0 ** rng.uniform(-8, 8, n)
+    assert _pairwise_sum(a, 0, n) == float(a.sum())
+    if n > 3:
+        assert _pairwise_sum(a, 3, n - 3) == float(a[3:].sum())
+
+
+def test_rank_users_rejects_bad_sizes():
+    from models.kernels import rank_users
+
+    z = np.zeros(1, dtype=np.int64)
+    with pytest.raises(ValueError, match="k >= n"):
+        rank_users(z, z[:0], z[:0], np.zeros(0), np.zeros(0, dtype=bool), z, z[:0], z, z, np.ones((1, 1)),
+                   np.ones((1, 1)), np.full((1, 2), -1), np.zeros((1, 2)), 1, z, 1, z, max_history=5,
+                   half_life_ms=1.0, completion=0.9, level_weights=np.arange(4.0), new_ms=1.0, w_similar=1.0,
+                   w_popular=1.0, w_new=1.0, k=2, n=3, per_category=1)
+
+
+def _users_case(seed: int, users: int, n_items: int, max_history: int):
+    rng = np.random.default_rng(seed)
+    now0 = 1_767_225_600_000
+    counts = rng.integers(0, max_history + 8, users)
+    u_off = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    total = int(u_off[-1])
+    # a user's courses are distinct (a state's dict), some not in the index (-1)
+    c_idx = np.concatenate([*(rng.permutation(max(n_items, max_history + 8))[:c] for c in counts), np.zeros(0)])
+    c_idx = np.where((rng.random(total) < 0.9) & (c_idx < n_items), c_idx, -1).astype(np.int64)
+    c_ts = now0 - rng.integers(0, 30, total).astype(np.int64) * 86_400_000  # many ties
+    c_prog = rng.choice([0.1, 0.5, 0.95], total)
+    c_bought = rng.random(total) < 0.1
+    seen = [np.unique(np.append(c_idx[u_off[u]:u_off[u + 1]][c_idx[u_off[u]:u_off[u + 1]] >= 0],
+                                rng.integers(0, n_items, 2))) for u in range(users)]
+    s_off = np.concatenate([[0], np.cumsum([len(s) for s in seen])]).astype(np.int64)
+    s_idx = np.concatenate([*seen, np.zeros(0)]).astype(np.int64)
+    nows = now0 + rng.choice([0, 5, 86_400_000], users).astype(np.int64)
+    pop_rows = rng.integers(0, 2, users).astype(np.int64)
+    pop = rng.exponential(1.0, (2, n_items))
+    pop_norm = pop / pop.max(axis=1, keepdims=True)
+    neigh_idx = np.full((n_items, 8), -1, dtype=np.int64)  # distinct neighbours, -1 pads last
+    for i in range(n_items):
+        m = int(rng.integers(0, min(8, n_items) + 1))
+        neigh_idx[i, :m] = rng.permutation(n_items)[:m]
+    neigh_sim = np.where(neigh_idx >= 0, rng.random((n_items, 8)), 0.0)
+    cats = rng.integers(-1, 6, n_items).astype(np.int64)
+    published = now0 - rng.integers(-2, 40, n_items).astype(np.int64) * 86_400_000
+    args = (u_off, c_idx, c_ts, c_prog, c_bought, s_off, s_idx, nows, pop_rows, pop_norm, 0.02 * pop_norm,
+            neigh_idx.astype(np.int64), neigh_sim, n_items, cats, 6, published)
+    kw = {"max_history": max_history, "half_life_ms": 7 * 86_400_000.0, "completion": 0.9,
+          "level_weights": np.array([0.0, 1.0, 2.0, 3.0]), "new_ms": 14 * 86_400_000.0, "w_similar": 1.0,
+          "w_popular": 0.15, "w_new": 0.25, "k": 40, "n": 10, "per_category": 3}
+    return args, kw
+
+
+@pytest.mark.parametrize(("seed", "users", "n_items", "max_history"),
+                         [(0, 1, 5, 20), (1, 30, 60, 20), (2, 50, 300, 5), (3, 8, 1000, 20), (4, 20, 40, 140)])
+def test_rank_users_equals_its_numpy_reference(seed, users, n_items, max_history):
+    from models.kernels import rank_users, rank_users_numpy
+
+    args, kw = _users_case(seed, users, n_items, max_history)
+    got = rank_users(*args, **kw)
+    want = rank_users_numpy(*args, **kw)
+    for g, w in zip(got[1:], want[1:], strict=True):
+        np.testing.assert_array_equal(g, w)
+    assert got[1].sum() > 0
+    np.testing.assert_array_equal(got[0][:, :, [0, 6, 7]], want[0][:, :, [0, 6, 7]])
+    np.testing.assert_allclose(got[0], want[0], rtol=1e-12, atol=0)

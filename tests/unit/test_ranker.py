@@ -109,3 +109,31 @@ def test_recommend_equals_the_reference_formulation(seed):
             for s in users:
                 assert r.recommend(s, index, now) == _reference(r, s, index, now)
         index.update("c0", 3.0, now, [("c1", 0.5)])  # a new version between the times
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_recommend_many_ranks_every_user_as_one_call_each(seed):
+    """One kernel call for users at different times gives each user's reference list."""
+    index, users = _world(seed)
+    rng = random.Random(seed)
+    for r in (Ranker(), Ranker(n=3, per_category=1, max_history=5)):
+        owed = [(s, NOW + rng.choice([0, 0, DAY_MS, -3 * DAY_MS, 17])) for s in users]
+        assert r.recommend_many(owed, index) == [_reference(r, s, index, now) for s, now in owed]
+    assert Ranker().recommend_many([], index) == []
+    assert Ranker().recommend_many([(users[0], NOW)], NeighbourIndex(k=8)) == [[]]
+
+
+def test_recommend_many_long_histories_sum_weights_as_numpy_does():
+    """Over 128 recent courses the weights' total is NumPy's pairwise sum, to the last bit."""
+    rng = random.Random(3)
+    index = NeighbourIndex(k=8)
+    n = 400
+    for c in range(n):
+        index.set_course(f"c{c}", f"t{c}", f"cat{c % 9}", (), NOW - 100 * DAY_MS)
+        index.update(f"c{c}", rng.random(), NOW, [(f"c{o}", rng.random()) for o in rng.sample(range(n), 8)])
+    s = UserState("u")
+    for c in rng.sample(range(n), 300):
+        s.courses[f"c{c}"] = [NOW - rng.randint(0, 10**9), rng.random(), 1.0, rng.random() < 0.2]
+    r = Ranker(max_history=260)
+    assert r.recommend_many([(s, NOW), (s, NOW + 5)], index) == [_reference(r, s, index, NOW),
+                                                                  _reference(r, s, index, NOW + 5)]

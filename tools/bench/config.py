@@ -23,6 +23,8 @@ CATALOGUE_SIZES = (100, 500, 1000, 2000)
 PAIR_SIZES = (20,)
 TOP_K = 20
 RECENT_ITEMS = 20
+#: users per rank_users call in the kernel timings (one list; a batch's owed lists)
+USERS_PER_CALL = (1, 16, 64)
 #: the one size each kernel is also timed at in pure Python
 PURE_PYTHON_SIZES = {"row_similarities": 100, "score_candidates": 500, "pair_increments": 20}
 #: batch kernels: events per 1 s neighbour tick at ~25 % load and at full single-worker throughput

@@ -19,6 +19,7 @@ from tools.bench.config import (
     SYNTHETIC_TICK,
     TICK_EVENTS,
     TOP_K,
+    USERS_PER_CALL,
 )
 from tools.bench.evaluation import _simulate
 
@@ -163,6 +164,32 @@ def _user_and_neighbours(rng: Any, n_items: int) -> tuple[Any, Any, Any, Any]:
     return neigh_idx, neigh_sim, items, rng.random(RECENT_ITEMS)
 
 
+def _users_for_ranking(rng: Any, n_items: int, users: int) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """The inputs of :func:`models.kernels.rank_users` for ``users`` users of 30 distinct courses
+    each (ranked on their RECENT_ITEMS most recent), two popularity rows, 12 categories."""
+    import numpy as np
+
+    neigh_idx, neigh_sim, _, _ = _user_and_neighbours(rng, n_items)
+    now = 1_767_225_600_000
+    per_user = min(30, n_items)
+    c_idx = np.concatenate([rng.choice(n_items, size=per_user, replace=False) for _ in range(users)]).astype(np.int64)
+    total = c_idx.size
+    u_off = np.arange(0, total + 1, per_user, dtype=np.int64)
+    c_ts = now - rng.integers(0, 60 * 86_400_000, total).astype(np.int64)
+    c_prog = rng.random(total)
+    c_bought = rng.random(total) < 0.1
+    pop = rng.exponential(1.0, (2, n_items))
+    pop_norm = pop / pop.max(axis=1, keepdims=True)
+    published = now - rng.integers(-2, 400, n_items).astype(np.int64) * 86_400_000
+    args = (u_off, c_idx, c_ts, c_prog, c_bought, u_off, c_idx, np.full(users, now, dtype=np.int64),
+            (np.arange(users) % 2).astype(np.int64), pop_norm, 0.02 * pop_norm, neigh_idx, neigh_sim, n_items,
+            rng.integers(-1, 12, n_items).astype(np.int64), 12, published)
+    kw = {"max_history": RECENT_ITEMS, "half_life_ms": 7 * 86_400_000.0, "completion": 0.9,
+          "level_weights": np.array([0.0, 1.0, 2.0, 3.0]), "new_ms": 14 * 86_400_000.0, "w_similar": 1.0,
+          "w_popular": 0.15, "w_new": 0.25, "k": 40, "n": 10, "per_category": 4}
+    return args, kw
+
+
 def bench_kernels(quick: bool = False, *, min_time: float | None = None, repeat: int | None = None,
                   seed: int = 0) -> dict[str, Any]:
     """Each Numba kernel (its public function and its jitted core) against its NumPy reference.
@@ -263,6 +290,25 @@ def bench_kernels(quick: bool = False, *, min_time: float | None = None, repeat:
     out["rank_candidates"] = {"k": TOP_K, "recent": RECENT_ITEMS, "top": 40, "sizes": ranks,
                               "min_speedup": min(r["speedup"] for r in ranks)}
 
+    # rank_users: the lists a batch owes, ranked in one call (rank_candidates inside, per user)
+    # for USERS_PER_CALL users of 30 courses (20 recent) into catalogues of n_items
+    per_call = []
+    for n_items in CATALOGUE_SIZES:
+        for users in USERS_PER_CALL:
+            args, kw = _users_for_ranking(rng, n_items, users)
+            core_args = (*args, kw["max_history"], kw["half_life_ms"], kw["completion"], kw["level_weights"],
+                         kw["new_ms"], kw["w_similar"], kw["w_popular"], kw["w_new"], kw["k"], kw["n"],
+                         kw["per_category"])
+            fig = timed(
+                lambda a=args, kw=kw: K.rank_users(*a, **kw),
+                lambda a=core_args: K._rank_users(*a),
+                lambda a=args, kw=kw: K.rank_users_numpy(*a, **kw),
+            )
+            per_call.append({"n_items": n_items, "users": users, "recent": RECENT_ITEMS,
+                             "kernel_us_per_user": fig["kernel_us"] / users, **fig})
+    out["rank_users"] = {"k": TOP_K, "recent": RECENT_ITEMS, "top": 40, "sizes": per_call,
+                         "min_speedup": min(r["speedup"] for r in per_call)}
+
     # pair_increments: one engagement rise (viewed -> completed) against the user's other courses
     pairs = []
     for n in PAIR_SIZES:
@@ -356,9 +402,11 @@ def bench_kernels(quick: bool = False, *, min_time: float | None = None, repeat:
         "row_similarities_batch": "agents.accumulate_similarity.publish_neighbours: once per tick, all changed rows",
         "cooc_gains_batch": "agents.ingest.process_batch (CoocRises.merged_updates): once per input batch, "
                             "all rises, merged per course row",
-        "rank_candidates": "models.recommend.Ranker.recommend: once per recommendation (score_candidates inside)",
+        "rank_users": "models.recommend.Ranker.recommend_many: once per batch, every list it owes "
+                      "(rank_candidates inside, per user)",
     }
     size_keys = {"row_similarities": "n", "score_candidates": "n_items", "rank_candidates": "n_items",
+                 "rank_users": "users",
                  "pair_increments": "n",
                  "row_similarities_batch": "entries", "pair_increments_batch": "pairs", "cooc_gains_batch": "pairs"}
     worst = min(((name, r) for name in pipeline for r in out[name]["sizes"]), key=lambda nr: nr[1]["speedup"])
@@ -368,6 +416,7 @@ def bench_kernels(quick: bool = False, *, min_time: float | None = None, repeat:
     out["not_in_min"] = {
         "row_similarities": "one row per call: CooccurrenceRows.neighbours, no longer on a per-tick path",
         "score_candidates": "called inside rank_candidates (the ranker's fused scoring), not on its own",
+        "rank_candidates": "called inside rank_users, once per user of the call",
         "pair_increments": "one rise per call: no caller left (cooc_updates computes one rise's gains in Python)",
         "pair_increments_batch": ("gains only, not merged: CoocRises.updates (tests and tools); the ingest "
                                   "agent calls cooc_gains_batch"),

@@ -68,6 +68,10 @@ def table_rows(result: dict[str, Any]) -> list[tuple[str, str, str]]:
             continue
         sizes = ", ".join(f"{r[size_key]}: {r['speedup']:.1f}×" for r in k["sizes"])
         rows.append(("kernels", f"(f) {name} vs NumPy ({size_key}: speedup)", sizes))
+    k = kernels.get("rank_users")
+    if k:
+        sizes = ", ".join(f"{r['n_items']}×{r['users']}: {r['speedup']:.1f}×" for r in k["sizes"])
+        rows.append(("kernels", "(f) rank_users vs NumPy (n_items×users: speedup)", sizes))
     for name, unit in (("row_similarities_batch", "rows×entries"), ("cooc_gains_batch", "rises×pairs"),
                        ("pair_increments_batch", "rises×pairs")):
         k = kernels.get(name)

@@ -532,9 +532,8 @@ def _pairwise_sum(a: np.ndarray, lo: int, n: int) -> float:
     s_n = np.empty(128, dtype=np.int64)
     s_done = np.zeros(128, dtype=np.bool_)
     vals = np.empty(128, dtype=np.float64)
-    top, nv = 0, 0
-    s_lo[0], s_n[0], s_done[0] = lo, n, False
-    top = 1
+    s_lo[0], s_n[0] = lo, n
+    top, nv = 1, 0
     while top > 0:
         top -= 1
         x_lo, x_n, done = s_lo[top], s_n[top], s_done[top]

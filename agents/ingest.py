@@ -185,11 +185,11 @@ async def process_batch(batch) -> None:  # noqa: ANN001 - faust events
         for ev in events:
             if ev.user_id not in states:
                 raw = scope.get(tables.users, ev.user_id)
-                states[ev.user_id] = UserState.from_dict(raw) if raw else None
+                states[ev.user_id] = UserState.from_bytes(raw) if raw else None
 
         def get_state(user_id: str, scope: PartitionScope = scope) -> UserState | None:
             raw = scope.get(tables.users, user_id)
-            return UserState.from_dict(raw) if raw else None
+            return UserState.from_bytes(raw) if raw else None
 
         result = step(events, states, models, _STEP, get_state=get_state, rises=rises, title_of=_title_of)
         for outcome in result.users:
@@ -198,7 +198,7 @@ async def process_batch(batch) -> None:  # noqa: ANN001 - faust events
                 # state whose changelog record died with the producer's buffer, and the repeats
                 # would then change nothing and write nothing; writing the state again lets the
                 # changelog catch up with what the user's outputs are built from
-                scope.put(tables.users, outcome.user_id, outcome.state.to_dict())
+                scope.put(tables.users, outcome.user_id, outcome.state.to_bytes())
             last_ts = max(last_ts, outcome.trigger.ts)
         for (name, label), n in result.counts.items():
             metrics.inc(name, label, by=n)

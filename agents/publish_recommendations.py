@@ -48,7 +48,7 @@ async def _flush_pending_locked() -> None:
         raw = tables.users.get(user_id)  # no current event: the store looks in every partition
         if raw is None:  # the partition moved to another worker, which owes the list now
             continue
-        value = rec_value(UserState.from_dict(raw), trigger)
+        value = rec_value(UserState.from_bytes(raw), trigger)
         if value is None:
             continue
         send_recommendations(user_id, value, trigger.partition)

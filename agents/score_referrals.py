@@ -51,7 +51,7 @@ async def score_referrals(stream):  # noqa: ANN001 - faust stream
             credit = orjson.loads(message.value)
             sharer = credit["sharer"]
             raw = scope.get(tables.users, sharer)
-            state = UserState.from_dict(raw) if raw else UserState(sharer, partition=message.partition)
+            state = UserState.from_bytes(raw) if raw else UserState(sharer, partition=message.partition)
             state.referrals, applied = record_credit(state.referrals, credit)
             ts = int(credit["ts"])
         except (ValueError, KeyError, TypeError) as exc:  # our own topic: a bug, not input
@@ -76,7 +76,7 @@ async def score_referrals(stream):  # noqa: ANN001 - faust stream
             if candidate is not None:
                 state.referrals = mark_candidate(state.referrals, now)
                 metrics.inc("referral_candidates", candidate.incentive.split(":")[0])
-        scope.put(tables.users, sharer, state.to_dict())
+        scope.put(tables.users, sharer, state.to_bytes())
         metrics.inc("referral_credits_applied", "credited" if credit["credited"] else "outside_window")
         _checkpoint(scope, rm)
         if candidate is not None:

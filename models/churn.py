@@ -41,10 +41,13 @@ __all__ = [
     "ChurnModel",
     "DelayedLabels",
     "OnlineClassifier",
+    "PackedRows",
     "RepurchaseModel",
     "churn_feature_rows",
     "churn_features",
     "clone",
+    "pack_rows",
+    "unpack_row",
 ]
 
 logger = logging.getLogger(__name__)
@@ -583,6 +586,46 @@ class DelayedLabels:
             self._stale = 0
 
 
+#: equal-length feature rows as doubles: the first row whole, the columns that differ in any
+#: later row (their indexes), and those columns of each later row, row after row
+PackedRows = tuple[array, bytes, array]
+
+
+def pack_rows(rows: list[list[float]]) -> PackedRows:
+    """Equal-length rows of floats kept compactly, and exactly (:func:`unpack_row` inverts it).
+
+    A snapshot's rows are one user's features at several silence ages: most features (counts,
+    totals, shares of the past) are the same at every age, so only the columns that change are
+    kept per row (a NaN counts as changing, -0.0 as another value than 0.0).
+
+    >>> packed = pack_rows([[1.0, 2.0, 3.0], [1.0, 5.0, 3.0]])
+    >>> bytes(packed[1]), [unpack_row(packed, i) for i in range(2)]
+    (b'\\x01', [[1.0, 2.0, 3.0], [1.0, 5.0, 3.0]])
+    """
+    first = rows[0]
+    if len(first) > 255:
+        msg = f"pack_rows keeps column indexes in bytes: at most 255 columns, got {len(first)}"
+        raise ValueError(msg)
+    cols = bytes(j for j, v in enumerate(first) if any(not _same(row[j], v) for row in rows[1:]))
+    return array("d", first), cols, array("d", [row[j] for row in rows[1:] for j in cols])
+
+
+def _same(a: float, b: float) -> bool:
+    """Equal as stored: a NaN is never the same, 0.0 is not -0.0."""
+    return a == b and math.copysign(1.0, a) == math.copysign(1.0, b)
+
+
+def unpack_row(packed: PackedRows, i: int) -> list[float]:
+    """Row ``i`` of :func:`pack_rows`' rows."""
+    first, cols, rest = packed
+    row = first.tolist()
+    if i:
+        k = len(cols)
+        for j, v in zip(cols, rest[(i - 1) * k:i * k], strict=True):
+            row[j] = v
+    return row
+
+
 class _DelayedOutcomeModel:
     """Features + :class:`OnlineClassifier` + :class:`DelayedLabels`; subclasses set the label.
 
@@ -689,8 +732,9 @@ class _DelayedOutcomeModel:
             rows = self._feature_rows(state, [t0 + int(age * DAY_MS) for age in self._ages()], avg_ltv)
             predict = self.classifier.predict_proba
             # in FEATURE_NAMES order, as doubles (8 bytes a value, not a float object's 24 + a
-            # pointer): one snapshot per user is pending and several per user may be held
-            feats = tuple(array("d", list(x.values())) for x in rows)
+            # pointer), the later ages only where they differ from the first: one snapshot per
+            # user is pending and several per user may be held
+            feats = pack_rows([list(x.values()) for x in rows])
             preds = array("d", [predict(x) for x in rows])
             self.labels.snapshot(state.user_id, (t0, feats, preds), t0)
         return learned
@@ -710,14 +754,15 @@ class _DelayedOutcomeModel:
         """Drop the user's pending snapshot."""
         self.labels.forget(user_id)
 
-    def _learn(self, payload: tuple[int, tuple, tuple], label: bool, t: int | None) -> int:
+    def _learn(self, payload: tuple[int, PackedRows, array], label: bool, t: int | None) -> int:
         t0, feats, preds = payload
         end = t0 + self.labels.horizon_ms if t is None else t
         n = 0
-        for age, row, pred in zip(self._ages(), feats, preds, strict=True):
+        for i, (age, pred) in enumerate(zip(self._ages(), preds, strict=True)):
             at = t0 + int(age * DAY_MS)
             if age > 0 and at >= end:
                 break  # the user was no longer silent at this age: never asked then
+            row = unpack_row(feats, i)
             self.metric.update(label, pred)
             self.classifier.learn(dict(zip(self.feature_names, row, strict=True)), label, t=end)
             n += 1

@@ -15,20 +15,40 @@ loyalty = purchases x spend x hours / average lifetime value. With the events we
 
 from __future__ import annotations
 
+import base64
 import bisect
+import hashlib
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
+
+import orjson
 
 from schemas.events import Event, Purchase, Share, View
 from schemas.outputs import UserProfile
 
-__all__ = ["DAY_MS", "PartitionStats", "SegmentRules", "UserState", "build_profile", "rfm_scores"]
+__all__ = ["DAY_MS", "FP_CHARS", "PartitionStats", "SegmentRules", "UserState", "build_profile", "event_fingerprint",
+           "rfm_scores"]
 
 DAY_MS = 86_400_000
 SESSION_GAP_MS = 30 * 60 * 1000
 RECENT_WINDOW = 64
 SHORT_HL_DAYS = 3.0
 LONG_HL_DAYS = 21.0
+
+
+#: characters of one fingerprint in :attr:`UserState.seen`
+FP_CHARS = 11
+
+
+def event_fingerprint(event_id: str) -> str:
+    """An event id's fingerprint in the de-duplication memory: 64 bits of its BLAKE2b hash as
+    URL-safe base64 (11 characters). Two of the ``dedupe_window`` ids a user keeps collide, and
+    a new event is taken for a repeat, with a probability of about window / 2**64 (1e-17).
+
+    >>> event_fingerprint("e1"), len(event_fingerprint("a much longer event id, 1234567890"))
+    ('G11eUfVPDwQ', 11)
+    """
+    return base64.urlsafe_b64encode(hashlib.blake2b(event_id.encode(), digest_size=8).digest())[:FP_CHARS].decode()
 
 
 def _decay_factors(dt_ms: int) -> tuple[float, float]:
@@ -131,8 +151,12 @@ class UserState:
     courses: dict[str, list[Any]] = field(default_factory=dict)
     #: courses bought or completed, never to be recommended again (bounded)
     owned: list[str] = field(default_factory=list)
-    #: recent event ids, oldest first (bounded): repeats are dropped
-    recent_ids: list[str] = field(default_factory=list)
+    #: the de-duplication memory: fingerprints (:func:`event_fingerprint`, FP_CHARS characters
+    #: each) of the last ``dedupe_window`` applied events, oldest first, in one string: a repeat
+    #: of one of them is dropped. 11 bytes an event, whatever the length of its id
+    seen: str = ""
+    #: the id of the latest applied event (the list owed after it is named after it)
+    last_event_id: str | None = None
     #: recent event times and active days, sorted (bounded): sessions and days out of order
     recent_ts: list[int] = field(default_factory=list)
     recent_days: list[int] = field(default_factory=list)
@@ -158,8 +182,27 @@ class UserState:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> UserState:
-        """Inverse of :meth:`to_dict`; fields added since the dict was written take defaults."""
+        """Inverse of :meth:`to_dict`; fields added since the dict was written take defaults, and
+        a state written with the event ids themselves (``recent_ids``) is migrated."""
+        if "recent_ids" in data:
+            data = dict(data)
+            ids = data.pop("recent_ids") or []
+            data.setdefault("seen", "".join(map(event_fingerprint, ids)))
+            data.setdefault("last_event_id", ids[-1] if ids else None)
         return cls(**data)
+
+    def to_bytes(self) -> bytes:
+        """The state as the ``users`` table keeps it: the JSON of :meth:`to_dict`. A worker holds
+        these bytes, not the objects (a quarter of the memory), and the changelog carries them."""
+        # copied to a bytes object of its own size: orjson's result keeps the whole buffer it
+        # was written into (8 KB or more) allocated, whatever the JSON's length
+        return memoryview(orjson.dumps({name: getattr(self, name) for name in _USER_FIELDS})).tobytes()
+
+    @classmethod
+    def from_bytes(cls, raw: bytes | bytearray | memoryview | dict[str, Any]) -> UserState:
+        """Inverse of :meth:`to_bytes`. A dict (a value kept as objects, as stores did before
+        states were kept as bytes) is read as :meth:`from_dict`."""
+        return cls.from_dict(raw if isinstance(raw, dict) else orjson.loads(raw))
 
     def apply(
         self,
@@ -171,17 +214,17 @@ class UserState:
         completion: float = 0.9,
     ) -> bool:
         """Fold one event into the state; return False (and change nothing) for a repeat."""
-        ids = self.recent_ids
-        seen = self._recent_id_set(ids)
-        event_id = event.event_id
-        if event_id in seen:
-            return False
-        ids.append(event_id)
-        seen.add(event_id)
-        if len(ids) > dedupe_window:
-            for old in ids[: len(ids) - dedupe_window]:
-                seen.discard(old)
-            del ids[: len(ids) - dedupe_window]
+        fp = event_fingerprint(event.event_id)
+        seen = self.seen
+        i = seen.find(fp)
+        while i >= 0:  # a match counts only where a fingerprint starts
+            if i % FP_CHARS == 0:
+                return False
+            i = seen.find(fp, i + 1)
+        seen += fp
+        keep = dedupe_window * FP_CHARS
+        self.seen = seen[len(seen) - keep:] if len(seen) > keep else seen
+        self.last_event_id = event.event_id
 
         ts = event.ts
         if self.first_ts == 0 or ts < self.first_ts:
@@ -225,19 +268,6 @@ class UserState:
         elif isinstance(event, Share):
             self.shares += 1
         return True
-
-    def _recent_id_set(self, ids: list[str]) -> set[str]:
-        """``recent_ids`` as a set, kept beside the list (not a field: never stored) and rebuilt
-        whenever the list is not the one it was built from (a state read back, a list replaced
-        or changed elsewhere)."""
-        cached = self.__dict__.get("_ids_cache")
-        if cached is not None and cached[0] is ids:
-            seen = cached[1]
-            if len(seen) == len(ids) and (not ids or ids[-1] in seen):
-                return seen
-        seen = set(ids)
-        self.__dict__["_ids_cache"] = (ids, seen)
-        return seen
 
     def _decayed_add(self, ts: int, watch: float) -> None:
         if ts == self.decay_ts:  # activity_at(ts): factors of exactly 1.0

@@ -229,10 +229,10 @@ def _fold_user(state: UserState, evs: list[Any], models: PartitionModels, config
     # the list is owed for the user's latest applied event (a repeat's batch re-owes it): its id
     # names the list, so a redelivery, whatever order its topics interleave in, makes the same one
     last = evs[-1]
-    ids = state.recent_ids
-    if ids and ids[-1] != last.event_id:
-        ts = next((ev.ts for ev in evs if ev.event_id == ids[-1]), state.last_ts)
-        trigger = RecTrigger(partition, ids[-1], ts)
+    last_id = state.last_event_id
+    if last_id is not None and last_id != last.event_id:
+        ts = next((ev.ts for ev in evs if ev.event_id == last_id), state.last_ts)
+        trigger = RecTrigger(partition, last_id, ts)
     else:
         trigger = RecTrigger(partition, last.event_id, last.ts)
     return UserOutcome(state.user_id, state, applied, repeated, trigger)

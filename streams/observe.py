@@ -60,8 +60,11 @@ class OpsSensor(Sensor):
 
     def on_table_set(self, table: Any, key: Any, value: Any) -> None:  # noqa: ANN401
         """A user's state written: keep their history until their list is sent."""
-        if getattr(table, "name", None) == "users" and isinstance(value, dict):
-            courses = value.get("courses")
+        if getattr(table, "name", None) == "users" and value:
+            try:  # the table keeps a state as its JSON bytes (UserState.to_bytes)
+                courses = value.get("courses") if isinstance(value, dict) else orjson.loads(value).get("courses")
+            except (orjson.JSONDecodeError, TypeError, AttributeError):
+                return
             if isinstance(courses, dict):
                 if len(self._written) >= self.MAX_WRITTEN:
                     self._written.clear()

@@ -166,7 +166,7 @@ class ChurnView(View):
         raw = tables.users.get(user_id)
         if raw is None:
             return _json(self.web, {"error": f"{user_id!r} is not on this worker"}, status=404)
-        state = UserState.from_dict(raw)
+        state = UserState.from_bytes(raw)
         stats = partition_stats(state.partition)
         now = max(stats.watermark(int(settings.allowed_lateness_s * 1000)), state.last_ts)
         rm = models_for(state.partition)

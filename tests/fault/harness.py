@@ -43,6 +43,7 @@ import redis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
+from models.profile import FP_CHARS
 from schemas.events import Course
 from streams.embedded import _wait_port, free_port, start_process
 from streams.partitioning import partition_for
@@ -548,7 +549,7 @@ def read_outcome(settings: Settings) -> Outcome:
 #: state fields whose order depends on the order events arrive in across the three input topics
 #: (the de-duplication memory and the owned courses are kept in arrival order; a user's views and
 #: purchases come from different topics, interleaved as the consumer fetches them): compared as sets
-STATE_ORDER_FIELDS = ("recent_ids", "owned")
+STATE_ORDER_FIELDS = ("seen", "owned")
 #: fields of ``referrals`` that record a model decision, not the events (see norm_state)
 MODEL_DECISION_FIELDS = ("candidate_ts",)
 STATE_FLOAT_FIELDS = ("watch_s", "spend", "watch_short", "watch_long", "events_short", "events_long")
@@ -570,8 +571,14 @@ def norm_state(s: dict[str, Any]) -> dict[str, Any]:
     """The state as compared: order-dependent lists as sets, floats left for :func:`_close`."""
     out = dict(s)
     for name in STATE_ORDER_FIELDS:
-        out[name] = sorted(out.get(name) or [])
+        value = out.get(name) or []
+        if isinstance(value, str):  # the de-duplication memory: fingerprints of FP_CHARS characters
+            value = [value[i:i + FP_CHARS] for i in range(0, len(value), FP_CHARS)]
+        out[name] = sorted(value)
     out["courses"] = {c: list(v) for c, v in sorted((out.get("courses") or {}).items())}
+    # the latest applied event is arrival order too (a user's last view and last purchase come
+    # from two topics); the last list must be named after the run's own (see _diff_list)
+    out.pop("last_event_id", None)
     # when the user was last published as a referral candidate (the cool-down stamp) records a
     # decision of the partition's referral model, whose learned state a crash rolls back to its
     # last checkpoint: a model output, not compared (as scores, lists' items and alerts are not)
@@ -666,8 +673,7 @@ def _diff_list(rec: dict[str, Any] | None, base: dict[str, Any] | None, state: d
     if rec is None:
         return []
     bad = []
-    last = (state or {}).get("recent_ids") or [None]
-    if rec.get("event_id") != last[-1]:
+    if rec.get("event_id") != (state or {}).get("last_event_id"):
         bad.append("event_id")
     if rec.get("rec_id") != rec_id_for(rec.get("user_id", ""), rec.get("event_id", "")):
         bad.append("rec_id")

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import copy
 
+from models.profile import event_fingerprint
 from tests.fault.harness import Outcome, compare, rec_id_for, users_differing
+
+FP1, FP2, FP3 = (event_fingerprint(e) for e in ("e1", "e2", "e3"))
 
 
 def _outcome() -> Outcome:
     state = {"user_id": "u1", "views": 2, "purchases": 1, "shares": 0, "spend": 9.5, "first_ts": 1,
-             "last_ts": 3, "recent_ids": ["e1", "e2", "e3"], "owned": ["c1", "c2"], "watch_s": 0.1 + 0.2,
+             "last_ts": 3, "seen": FP1 + FP2 + FP3, "last_event_id": "e3", "owned": ["c1", "c2"], "watch_s": 0.1 + 0.2,
              "courses": {"c1": [1, 0.5, 10.0, 1]}, "partition": 2}
     profile = {"user_id": "u1", "views": 2, "purchases": 1, "shares": 0, "sessions": 1, "active_days": 1,
                "watch_hours": 0.0, "completed_courses": 0, "spend": 9.5, "first_ts": 1, "last_ts": 3,
@@ -23,7 +26,7 @@ EXPECTED = {"u1": {"views": 2, "purchases": 1, "shares": 0, "spend": 9.5, "first
 
 def test_equal_outcomes_and_timing_dependent_fields_do_not_count():
     a, b = _outcome(), _outcome()
-    b.state["u1"]["recent_ids"] = ["e2", "e1", "e3"]  # arrival order across topics
+    b.state["u1"]["seen"] = FP2 + FP1 + FP3  # arrival order across topics
     b.state["u1"]["owned"] = ["c2", "c1"]
     b.state["u1"]["watch_s"] = 0.3  # float sum in another order
     for p in (b.profiles["u1"], b.redis_profiles["u1"]):

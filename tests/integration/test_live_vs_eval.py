@@ -21,8 +21,8 @@ purchase sent together can be applied in either order, and the co-occurrence gai
 are stored at the rise's event time, so the rows (not the states) would differ by the decay
 between the two events (about 1e-3 here). Eval applies a user's events in the file's order.
 
-Compared, for every user: every state field (the two that keep arrival order, ``recent_ids``
-and ``owned``, as sets: the worker reads three topics whose interleaving Kafka does not fix;
+Compared, for every user: every state field (the two that keep arrival order, ``seen`` (the
+de-duplication memory's fingerprints) and ``owned``, as sets: the worker reads three topics whose interleaving Kafka does not fix;
 floats to 1e-9 relative), and the last list's trigger event, time, items, order and reasons.
 Items whose published scores are equal are a tie that the ranking kernel breaks by catalogue
 position (the worker numbers courses in the order it hears of them), so within a run of equal
@@ -41,6 +41,7 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from models.profile import FP_CHARS
 from schemas import Course, Purchase, Share, View
 from schemas.eventfile import read_events, write_events
 from streams.admin import create_topics
@@ -169,7 +170,9 @@ def _state_diff(live: dict[str, Any], offline: dict[str, Any]) -> list[str]:
     diffs = []
     for name in sorted(live.keys() | offline.keys()):
         a, b = live.get(name), offline.get(name)
-        if name in ("recent_ids", "owned"):
+        if name == "seen":  # the de-duplication memory: fingerprints in arrival order
+            a, b = (sorted(x[i:i + FP_CHARS] for i in range(0, len(x), FP_CHARS)) for x in (a, b))
+        elif name == "owned":
             a, b = sorted(a), sorted(b)
         if not _close(a, b):
             diffs.append(f"{name}: live {a!r} != eval {b!r}")

@@ -20,6 +20,8 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from models.alerts import AlertPolicy, SilenceScheduler
 from models.churn import (
@@ -32,6 +34,8 @@ from models.churn import (
     RepurchaseModel,
     churn_features,
     clone,
+    pack_rows,
+    unpack_row,
 )
 from models.clusters import ActivityClusters
 from models.profile import DAY_MS, UserState
@@ -367,14 +371,24 @@ def test_churn_snapshots_keep_their_features_as_doubles():
     s = busy_state()
     model.observe(s, s.last_ts)
     t0, feats, preds = model.labels._pending["u1"][1]  # noqa: SLF001 - the stored form is the point
-    assert len(feats) == len(model.ages_days) and len(preds) == len(model.ages_days)
-    for row in feats:
-        assert len(row) == len(model.feature_names)
-        assert _retained_bytes(row) <= 8 * len(row) + 96
-    assert _retained_bytes(preds) <= 8 * len(preds) + 96
-    # and what is learned from them is the features computed at the snapshot's ages
+    ages, n = len(model.ages_days), len(model.feature_names)
+    first, cols, rest = feats
+    assert len(first) == n and len(preds) == ages and len(rest) == len(cols) * (ages - 1)
+    # the later ages keep only the columns that change with the silence (recency, windows, ...)
+    assert 0 < len(cols) < n
+    assert sum(_retained_bytes(x) for x in (first, rest, preds)) + sys.getsizeof(cols) <= 8 * (
+        n + len(rest) + ages) + 3 * 96 + 64
+    # and what is learned from them is exactly the features computed at the snapshot's ages
     rows = model._feature_rows(s, [t0 + int(age * DAY_MS) for age in model.ages_days], 0.0)  # noqa: SLF001
-    assert [list(row) for row in feats] == [list(x.values()) for x in rows]
+    assert [unpack_row(feats, i) for i in range(ages)] == [list(x.values()) for x in rows]
+
+
+@given(st.lists(st.lists(st.floats(allow_nan=True, allow_infinity=True), min_size=3, max_size=3), min_size=1,
+                max_size=8))
+def test_packed_rows_give_back_every_row_exactly(rows):
+    packed = pack_rows(rows)
+    out = [unpack_row(packed, i) for i in range(len(rows))]
+    assert [[repr(v) for v in row] for row in out] == [[repr(v) for v in row] for row in rows]
 
 
 def test_repurchase_model_learns_buyers():

@@ -5,14 +5,17 @@ from __future__ import annotations
 import pickle
 import random
 
+import orjson
 import pytest
 
 from models.profile import (
     DAY_MS,
+    FP_CHARS,
     PartitionStats,
     SegmentRules,
     UserState,
     build_profile,
+    event_fingerprint,
     rfm_scores,
 )
 from schemas.events import Purchase, Share, View
@@ -67,8 +70,9 @@ def test_dedupe_memory_is_bounded():
     s = UserState("u1")
     for i in range(100):
         s.apply(view(i, T0 + i * 1000), dedupe_window=10)
-    assert len(s.recent_ids) == 10
-    assert s.recent_ids[-1] == "v99"
+    assert len(s.seen) == 10 * FP_CHARS  # 11 bytes an event, whatever the id's length
+    assert s.last_event_id == "v99"
+    assert s.seen.endswith(event_fingerprint("v99"))
     assert not s.apply(view(95, T0), dedupe_window=10)
     assert s.apply(view(5, T0), dedupe_window=10)  # forgotten: outside the window
 
@@ -178,18 +182,37 @@ def test_decayed_activity_sums_halve_every_half_life_and_ignore_arrival_order():
     assert a.activity_at(T0 + 5 * DAY_MS) == pytest.approx(b.activity_at(T0 + 5 * DAY_MS))
 
 
-def test_repeats_are_found_after_the_id_list_is_replaced_or_read_back():
+def test_repeats_are_found_after_the_state_is_read_back_in_every_form():
     s = UserState("u1")
     for i in range(5):
         s.apply(view(i, T0 + i))
     assert not s.apply(view(3, T0 + H))
-    back = UserState.from_dict(s.to_dict())
-    assert not back.apply(view(4, T0 + H)) and back.apply(view(9, T0 + H))
-    s.recent_ids = ["v7"]  # replaced elsewhere: the set beside it follows
-    assert not s.apply(view(7, T0 + H)) and s.apply(view(3, T0 + 2 * H))
-    s.recent_ids.append("v8")  # changed in place elsewhere
-    assert not s.apply(view(8, T0 + 3 * H))
-    assert "_ids_cache" not in s.to_dict()
+    for back in (UserState.from_dict(s.to_dict()), UserState.from_bytes(s.to_bytes())):
+        assert not back.apply(view(4, T0 + H)) and back.apply(view(9, T0 + H))
+        assert back.last_event_id == "v9"
+
+
+def test_a_fingerprint_found_off_a_fingerprint_boundary_is_not_a_repeat():
+    s = UserState("u1")
+    ev = view(3, T0)
+    fp = event_fingerprint(ev.event_id)
+    # the event's fingerprint appears in the memory, but straddling two stored fingerprints
+    s.seen = "x" * 3 + fp + "y" * (FP_CHARS - 3)
+    assert s.seen.find(fp) == 3
+    assert s.apply(ev)
+    assert not s.apply(ev)  # now stored on its boundary: a repeat
+
+
+def test_a_state_written_with_event_ids_is_migrated():
+    old = UserState("u1")
+    for i in range(3):
+        old.apply(view(i, T0 + i))
+    legacy = old.to_dict()
+    legacy.pop("seen"), legacy.pop("last_event_id")
+    legacy["recent_ids"] = ["v0", "v1", "v2"]  # how states were kept before fingerprints
+    for back in (UserState.from_dict(legacy), UserState.from_bytes(orjson.dumps(legacy))):
+        assert back.to_dict() == old.to_dict()
+        assert not back.apply(view(1, T0 + H))
 
 
 def test_an_event_older_than_the_full_session_window_opens_no_session():

@@ -33,8 +33,8 @@ def bench_memory(users: int = 100_000, events_per_user: int = 4, *, partitions: 
                  seed: int = 0) -> dict[str, Any]:
     """RSS growth from ``users`` users' worker-side state, scaled to 100k users.
 
-    Per user, as a worker holds it: the ``users`` table entry (``UserState.to_dict()`` in the
-    in-memory store, after ``events_per_user`` simulator-like events) and the per-user part of the
+    Per user, as a worker holds it: the ``users`` table entry (``UserState.to_bytes()``, as the
+    in-memory store keeps it, after ``events_per_user`` simulator-like events) and the per-user part of the
     partition's :class:`models.retention.RetentionModels` (pending churn/repurchase snapshots,
     silence schedule, alert policy, cluster day). Measured with ``/proc/self/statm`` after
     ``gc.collect()``; run it in a fresh process for a clean baseline.
@@ -68,7 +68,7 @@ def bench_memory(users: int = 100_000, events_per_user: int = 4, *, partitions: 
     rss0 = _rss_bytes()
     started = time.perf_counter()
 
-    table: dict[str, dict[str, Any]] = {}
+    table: dict[str, bytes] = {}
     n = 0
     for u in range(users):
         uid = f"u{u:07d}"
@@ -91,11 +91,11 @@ def bench_memory(users: int = 100_000, events_per_user: int = 4, *, partitions: 
                           progress=round(progress, 4))
             state.apply(ev, dedupe_window=s.dedupe_window, completion=rules.completion)
         state.partition = u % partitions
-        table[uid] = state.to_dict()
+        table[uid] = state.to_bytes()
     gc.collect()
     rss1 = _rss_bytes()
     for raw in table.values():
-        state = UserState.from_dict(raw)
+        state = UserState.from_bytes(raw)
         models[state.partition].observe(state, state.last_ts, state.last_purchase_ts == state.last_ts, 150.0)
     gc.collect()
     rss2 = _rss_bytes()
@@ -118,7 +118,7 @@ def bench_memory(users: int = 100_000, events_per_user: int = 4, *, partitions: 
         "retention_mb_per_100k_users": (rss2 - rss1) / mb * scale,
         "elapsed_s": elapsed,
         "method": "RSS (/proc/self/statm) after gc.collect(), before and after building the users table "
-                  "(UserState.to_dict per user) and the per-user part of RetentionModels.observe",
+                  "(UserState.to_bytes per user) and the per-user part of RetentionModels.observe",
     }
     del table, models
     return result

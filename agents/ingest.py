@@ -29,7 +29,7 @@ import orjson
 
 from models.profile import DAY_MS, PartitionStats, UserState
 from models.recommend import CoocRises, RowUpdate
-from models.step import StepResult, UserOutcome, step
+from models.step import StepResult, UserOutcome, list_due, step
 from schemas.codec import INPUT_TYPES, RejectedRecord, dead_letter, decode_event, encode
 from streams import tables, topics
 from streams.app import app, settings
@@ -44,7 +44,8 @@ from streams.publish import (
     attribution_gauges,
     outbox,
     profile_value,
-    rec_values,
+    ranked_lists,
+    rec_record,
     send_alert,
     send_candidate,
     send_link,
@@ -145,6 +146,8 @@ async def _watch_continuity() -> None:
 async def process_batch(batch) -> None:  # noqa: ANN001 - faust events
     """Fold a batch of input events, partition by partition (one step each), and send what it owes."""
     by_partition: dict[int, list[tuple[Any, Any]]] = {}
+    #: users with an event the partition's previous owner may have processed: their list is owed
+    redelivered: set[str] = set()
     accepted = 0
     for event in batch:
         message = event.message
@@ -170,6 +173,8 @@ async def process_batch(batch) -> None:  # noqa: ANN001 - faust events
             await _misrouted(message, owner)
             continue
         by_partition.setdefault(message.partition, []).append((event, ev))
+        if message.offset < registry.redelivery_end(message.tp, app.consumer):
+            redelivered.add(ev.user_id)
 
     if accepted:
         continuity.batch_accepted()
@@ -193,12 +198,6 @@ async def process_batch(batch) -> None:  # noqa: ANN001 - faust events
 
         result = step(events, states, models, _STEP, get_state=get_state, rises=rises, title_of=_title_of)
         for outcome in result.users:
-            if outcome.write:
-                # a repeat is a redelivery: the local store (RocksDB survives a kill -9) may hold
-                # state whose changelog record died with the producer's buffer, and the repeats
-                # would then change nothing and write nothing; writing the state again lets the
-                # changelog catch up with what the user's outputs are built from
-                scope.put(tables.users, outcome.user_id, outcome.state.to_bytes())
             last_ts = max(last_ts, outcome.trigger.ts)
         for (name, label), n in result.counts.items():
             metrics.inc(name, label, by=n)
@@ -208,8 +207,22 @@ async def process_batch(batch) -> None:  # noqa: ANN001 - faust events
                 exc = next(e for u, e in result.failed if u == ev.user_id)
                 await _reject(event.message, RejectedRecord(f"internal error: {exc!r}", kind="internal"))
         results.append((scope, result))
+    # every list the batch owes, ranked in one call; each published only if it changed (or aged,
+    # or may be a redelivery's), which the state records, so the decision comes before the write
+    owed = [o for _, result in results for o in result.users]
+    lists = ranked_lists([(o.state, o.trigger) for o in owed])
+    publish = [list_due(o.state, o.trigger, items or [], _STEP, force=o.repeated or o.user_id in redelivered)
+               for o, items in zip(owed, lists, strict=True)]
+    for scope, result in results:
+        for outcome in result.users:
+            if outcome.write:
+                # a repeat is a redelivery: the local store (RocksDB survives a kill -9) may hold
+                # state whose changelog record died with the producer's buffer, and the repeats
+                # would then change nothing and write nothing; writing the state again lets the
+                # changelog catch up with what the user's outputs are built from
+                scope.put(tables.users, outcome.user_id, outcome.state.to_bytes())
     # the co-occurrence gains of the whole batch, merged per course row, in one kernel call
-    await _flush_batch(rises.merged_updates(_HL_MS), results)
+    await _flush_batch(rises.merged_updates(_HL_MS), results, list(zip(owed, lists, publish, strict=True)))
     if by_partition:
         metrics.set("event_lag_ms", time.time() * 1000 - last_ts)
 
@@ -219,7 +232,8 @@ def _title_of(course_id: str) -> str:
     return index.meta[i].title if i is not None else course_id
 
 
-async def _flush_batch(updates: list[RowUpdate], results: list[tuple[PartitionScope, StepResult]]) -> None:
+async def _flush_batch(updates: list[RowUpdate], results: list[tuple[PartitionScope, StepResult]],
+                       owed: list[tuple[UserOutcome, Any, bool]]) -> None:
     """Sends and per-partition writes of a batch, after every partition's step."""
     for partition, bundle in cooc_bundles(updates, topics.course_cooc.partitions or settings.partitions).items():
         outbox.add(topics.course_cooc, str(partition).encode(), orjson.dumps({"updates": bundle}), partition)
@@ -242,7 +256,7 @@ async def _flush_batch(updates: list[RowUpdate], results: list[tuple[PartitionSc
         if result.applied:
             _checkpoint(scope, models, result.applied)
         metrics.set("watermark_ms", models.stats.watermark(_STEP.lateness_ms), str(partition))
-    await _send_owed([o for _, result in results for o in result.users])
+    await _send_owed(owed)
     await outbox.send()  # what no owed user's publish sent (nobody owed, or records queued since)
 
 
@@ -259,27 +273,31 @@ def _checkpoint(scope: PartitionScope, models: Any, applied: int) -> None:
         metrics.set("referral_model_auc", float(models.referrals.metric.get()), str(partition))
 
 
-async def _send_owed(owed: list[UserOutcome]) -> None:
-    """Each owed user's profile and list: to Kafka now (flushed before the batch's commit), and
-    to Redis in one pipeline per kind (under the publish lock: Redis in the order of Kafka)."""
+async def _send_owed(owed: list[tuple[UserOutcome, Any, bool]]) -> None:
+    """Each owed user's profile, and their list where it is published (``(outcome, items,
+    publish)``): to Kafka now (flushed before the batch's commit), and to Redis in one pipeline
+    per kind (under the publish lock: Redis in the order of Kafka)."""
     if owed:
         async with publish_lock:
             await _send_owed_locked(owed)
 
 
-async def _send_owed_locked(owed: list[UserOutcome]) -> None:
+async def _send_owed_locked(owed: list[tuple[UserOutcome, Any, bool]]) -> None:
     profiles: list[tuple[str, bytes]] = []
     lists: list[tuple[str, bytes]] = []
-    recs = rec_values([(o.state, o.trigger) for o in owed])  # every list of the batch in one ranking call
-    for o, rec in zip(owed, recs, strict=True):
+    for o, items, publish in owed:
         partition = o.trigger.partition
         value = profile_value(o.state, partition, partition_stats(partition))
         send_profile(o.user_id, value, partition)
         profiles.append((o.user_id, value))
-        if rec is None:
+        if not items:  # nothing to rank yet (no neighbour list): ranked again soon (flush_pending)
             handover.owe_list(o.user_id, o.trigger)
             continue
         handover.listed(o.user_id)
+        if not publish:  # the same list as the last one published
+            metrics.inc("recommendations_unchanged")
+            continue
+        rec = rec_record(o.state, o.trigger, items)
         send_recommendations(o.user_id, rec, partition)
         lists.append((o.user_id, rec))
     await outbox.send()  # Kafka before Redis, under the publish lock

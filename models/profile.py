@@ -175,6 +175,10 @@ class UserState:
     partition: int = -1
     rec_views: int = 0
     rec_purchases: int = 0
+    #: the last published list: its signature (:func:`models.step.list_signature`, 0: none yet)
+    #: and its event time; a list is published again only when it changed or aged
+    rec_sig: int = 0
+    rec_at: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """The state as a plain dict (shallow: containers are shared, not copied)."""

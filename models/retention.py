@@ -23,7 +23,10 @@ from models.churn import ChurnModel, RepurchaseModel, churn_features
 from models.clusters import ActivityClusters
 from models.profile import DAY_MS, SegmentRules, UserState, build_profile
 
-__all__ = ["AlertDecision", "RetentionModels"]
+__all__ = ["REPURCHASE_REASON_AT", "AlertDecision", "RetentionModels"]
+
+#: repurchase propensity from which a bought course's follow-up is worded "continue with …"
+REPURCHASE_REASON_AT = 0.5
 
 log = logging.getLogger(__name__)
 
@@ -161,6 +164,22 @@ class RetentionModels:
         return AlertDecision(state.user_id, now, round(risk, 4), round(self.threshold if threshold is None else threshold, 4),
                              round(days_inactive, 2),
                              profile.segment, factors, action)
+
+    def word_repurchase(self, items: list[tuple[str, float, str]], state: UserState,
+                        now: int) -> list[tuple[str, float, str]]:
+        """A list's items with the best one that follows a bought course worded "continue with
+        this after …" when the repurchase model expects the user to buy again soon (seed 001:
+        repurchase and retention); the same items otherwise."""
+        prefix = "because you bought "
+        i = next((i for i, item in enumerate(items) if item[2].startswith(prefix)), None)
+        if i is None:  # nothing follows a bought course: no model call on this path
+            return items
+        if self.repurchase.classifier.predict_proba(churn_features(state, now)) < REPURCHASE_REASON_AT:
+            return items
+        out = list(items)
+        course_id, score, reason = out[i]
+        out[i] = (course_id, score, "continue with this after " + reason[len(prefix):])
+        return out
 
     def extras(self, state: UserState, now: int, avg_ltv: float = 0.0) -> dict[str, Any]:
         """Model outputs for the user's profile (``extra``)."""

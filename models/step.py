@@ -14,6 +14,7 @@ Plain objects only: no Kafka, Faust or Redis import.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
@@ -34,7 +35,8 @@ from models.referrals import (
 from models.retention import AlertDecision, RetentionModels
 from schemas.events import Purchase, Share, View
 
-__all__ = ["COUNTERS", "PartitionModels", "RecTrigger", "StepConfig", "StepResult", "UserOutcome", "step"]
+__all__ = ["COUNTERS", "PartitionModels", "RecTrigger", "StepConfig", "StepResult", "UserOutcome", "list_due",
+           "list_signature", "step"]
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +57,9 @@ class StepConfig:
     #: the partition's stats are written (and its models see the watermark) when its largest
     #: event time moved this far since the last write, and on every purchase
     stats_persist_ms: int = 60_000
+    #: a list ranked the same as the last one published (items, order, reasons) is published
+    #: again only once the last one is this old in event time; 0: every list ranked is published
+    republish_ms: int = 86_400_000
 
 
 @dataclass(slots=True)
@@ -249,3 +254,32 @@ def _reowe_candidate(state: UserState, referrals: ReferralModels, since_ts: int,
     result.candidates.append(
         ReferralDecision(state.user_id, at, round(referrals.propensity(state, at), 4), stats, incentive_tier(stats)))
     result.counts["referral_candidates_reowed", ""] += 1
+
+
+def list_signature(items: Sequence[tuple[str, float, str]]) -> int:
+    """What a consumer of a list sees change: its courses, their order and their reasons (not
+    the scores), as 53 bits of BLAKE2b (exact in any JSON reader; never 0, which means none)."""
+    text = "\x1e".join(f"{course}\x1f{reason}" for course, _, reason in items)
+    return (int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big") >> 11) or 1
+
+
+def list_due(state: UserState, trigger: RecTrigger, items: Sequence[tuple[str, float, str]], config: StepConfig,
+             *, force: bool = False) -> bool:
+    """Whether the list ranked for ``state`` at ``trigger`` is published; if so it becomes the
+    user's last published list (``state.rec_sig``, ``state.rec_at``: written with the state).
+
+    A list with no items is not published, and the next one will be. One with items is
+    published when it differs from the last one published, or the last one is
+    ``republish_ms`` old (event time), or ``force``: a batch that may be a redelivery (the lost
+    first delivery may have published it, or its state write may be what was lost). The worker
+    and ``coursepulse eval`` both decide here, so eval publishes what the worker does.
+    """
+    if not items:  # nothing ranked (the worker ranks it later): whatever comes next is published
+        state.rec_sig = 0
+        return False
+    sig = list_signature(items)
+    if not (force or config.republish_ms <= 0 or sig != state.rec_sig
+            or trigger.ts - state.rec_at >= config.republish_ms):
+        return False
+    state.rec_sig, state.rec_at = sig, trigger.ts
+    return True

@@ -85,6 +85,7 @@ CATALOGUE: dict[str, Spec] = {
     # outputs
     "profiles_published": _c("User profiles published, by lifecycle segment.", "segment"),
     "recommendations_published": _c("Recommendation lists published."),
+    "recommendations_unchanged": _c("Lists ranked the same as the user's last published one, so not published (COURSEPULSE_REC_REPUBLISH_S)."),
     "churn_alerts": _c("Churn alerts published, by segment.", "segment"),
     "referral_candidates": _c("Referral candidates published, by incentive tier.", "incentive"),
     "referral_candidates_reowed": _c("Referral candidates sent again after a redelivered batch."),

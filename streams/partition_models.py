@@ -44,4 +44,5 @@ def new_partition_models(partition: int, settings: Settings, rules: SegmentRules
 def step_config(settings: Settings, rules: SegmentRules) -> StepConfig:
     """The step's settings as the worker folds with them."""
     return StepConfig(dedupe_window=settings.dedupe_window, completion=rules.completion,
-                      lateness_ms=int(settings.allowed_lateness_s * 1000), stats_persist_ms=STATS_PERSIST_MS)
+                      lateness_ms=int(settings.allowed_lateness_s * 1000), stats_persist_ms=STATS_PERSIST_MS,
+                      republish_ms=int(settings.rec_republish_s * 1000))

@@ -35,6 +35,7 @@ class PartitionRegistry:
         self._models: dict[int, PartitionModels] = {}
         self._since_checkpoint: dict[tuple[str, int], int] = {}
         self._courses: dict[int, dict[str, dict[str, Any]]] = {}
+        self._ends: dict[tuple[str, int], int] = {}
 
     def loaded_retention(self) -> dict[int, Any]:
         """Partition -> its retention models, for the partitions loaded so far (read by /metrics)."""
@@ -84,10 +85,30 @@ class PartitionRegistry:
         """The loaded partitions' course totals."""
         return list(self._courses.values())
 
+    def redelivery_end(self, tp: Any, consumer: Any) -> int:  # noqa: ANN401 - faust TP and Consumer
+        """The offset below which an input record may have been processed before (by this
+        worker's previous run or another worker: its outputs may have been sent, or its state
+        write lost): the end of the log when this worker first read the partition after it was
+        assigned (the consumer's highwater then: a fetch reports the true end, on Tansu too).
+        Unknown yet: every offset."""
+        key = (tp.topic, tp.partition)
+        end = self._ends.get(key)
+        if end is None:
+            try:
+                end = consumer.highwater(tp)
+            except Exception:  # noqa: BLE001 - no fetch answer yet
+                end = None
+            if end is None or end < 0:
+                return 2**63
+            self._ends[key] = end
+        return end
+
     def forget(self, partition: int) -> None:
         """The partition moved away: drop everything held for it (its tables keep the rest)."""
         self._models.pop(partition, None)
         self._courses.pop(partition, None)
+        for key in [k for k in self._ends if k[1] == partition]:
+            del self._ends[key]
         for key in [k for k in self._since_checkpoint if k[1] == partition]:
             del self._since_checkpoint[key]
 

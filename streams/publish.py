@@ -16,7 +16,6 @@ from typing import Any
 
 import orjson
 
-from models.churn import churn_features
 from models.profile import PartitionStats, UserState, build_profile
 from models.referrals import ReferralDecision, referral_stats
 from models.retention import AlertDecision
@@ -30,15 +29,13 @@ from streams.partitions import registry
 from streams.runtime import RecTrigger, index, ranker, rules
 
 __all__ = [
-    "MODEL_VERSIONS", "alert_record", "outbox", "attribution_gauges", "candidate_record", "profile_value", "rec_id_for",
-    "rec_value", "rec_values", "send_alert", "send_candidate", "send_link", "send_profile", "send_recommendations",
-    "with_repurchase_reason",
+    "MODEL_VERSIONS", "alert_record", "attribution_gauges", "candidate_record", "outbox", "profile_value", "ranked_lists",
+    "rec_id_for", "rec_record", "rec_value", "send_alert", "send_candidate", "send_link", "send_profile",
+    "send_recommendations",
 ]
 
 log = logging.getLogger(__name__)
 _LATENESS_MS = int(settings.allowed_lateness_s * 1000)
-#: repurchase propensity from which a bought course's follow-up is worded "continue with …"
-REPURCHASE_REASON_AT = 0.5
 MODEL_VERSIONS = {"itemknn": f"{settings.similarity}-k{settings.neighbours_k}", "ranker": "hybrid-1"}
 _REC_NS = uuid.UUID("6f1c1f64-5d0e-4b8e-9d4b-0c7e1f1f4a10")
 _ALERT_NS = uuid.UUID("0b3a52f5-3c8e-4a43-9a83-5b6f2b9f3c11")
@@ -81,20 +78,22 @@ def rec_id_for(user_id: str, event_id: str) -> str:
 def rec_value(state: UserState, trigger: RecTrigger) -> bytes | None:
     """The ``recommendations`` record for ``state`` after ``trigger`` (JSON bytes), or None when
     nothing can be ranked (no neighbour index yet, or no candidate)."""
-    return rec_values([(state, trigger)])[0]
+    items = ranked_lists([(state, trigger)])[0]
+    return rec_record(state, trigger, items) if items else None
 
 
-def rec_values(owed: list[tuple[UserState, RecTrigger]]) -> list[bytes | None]:
-    """:func:`rec_value` of every ``(state, trigger)``, ranked in one kernel call."""
+def ranked_lists(owed: list[tuple[UserState, RecTrigger]]) -> list[list[tuple[str, float, str]] | None]:
+    """The list of every ``(state, trigger)``, ranked in one kernel call and worded by the
+    partition's repurchase model; None where nothing can be ranked (no neighbour index yet)."""
     if index.size == 0:
         return [None] * len(owed)
     ranked = ranker.recommend_many([(state, trigger.ts) for state, trigger in owed], index)
-    return [_rec_record(state, trigger, items) if items else None
+    return [registry.models(trigger.partition).retention.word_repurchase(items, state, trigger.ts) if items else items
             for (state, trigger), items in zip(owed, ranked, strict=True)]
 
 
-def _rec_record(state: UserState, trigger: RecTrigger, items: list[tuple[str, float, str]]) -> bytes:
-    items = with_repurchase_reason(items, state, trigger.partition, trigger.ts)
+def rec_record(state: UserState, trigger: RecTrigger, items: list[tuple[str, float, str]]) -> bytes:
+    """The ``recommendations`` record of a ranked list (JSON bytes)."""
     record = Recommendations(
         rec_id=rec_id_for(state.user_id, trigger.event_id),
         user_id=state.user_id,
@@ -105,23 +104,6 @@ def _rec_record(state: UserState, trigger: RecTrigger, items: list[tuple[str, fl
     )
     metrics.inc("recommendations_published")
     return encode(record)
-
-
-def with_repurchase_reason(items: list[tuple[str, float, str]], state: UserState, partition: int,
-                           now: int) -> list[tuple[str, float, str]]:
-    """When the repurchase model expects the user to buy again soon, say "continue with …" for
-    the best item that follows a course they bought (seed 001: repurchase and retention)."""
-    prefix = "because you bought "
-    i = next((i for i, item in enumerate(items) if item[2].startswith(prefix)), None)
-    if i is None:  # nothing follows a bought course: no model call on this path
-        return items
-    repurchase = registry.models(partition).retention.repurchase
-    if repurchase.classifier.predict_proba(churn_features(state, now)) < REPURCHASE_REASON_AT:
-        return items
-    out = list(items)
-    course_id, score, reason = out[i]
-    out[i] = (course_id, score, "continue with this after " + reason[len(prefix):])
-    return out
 
 
 def send_recommendations(user_id: str, value: bytes, partition: int) -> None:

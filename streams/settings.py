@@ -48,6 +48,7 @@ class Settings:
     fetch_min_bytes: int = _f("COURSEPULSE_FETCH_MIN_BYTES", 32_768, "A fetch returns once this much data is ready or after the max wait: under light traffic the worker then fetches at the max-wait pace instead of once per few records; aiokafka encodes and decodes every fetch of the worker's ~70 partitions in Python (the trade-off in latency and CPU is measured in docs/benchmark.md).")
     rec_flush_s: float = _f("COURSEPULSE_REC_FLUSH_S", 0.05, "Lists that could not be ranked when their events came (the worker's first seconds, before any neighbour list arrived) are retried this often; every other list is ranked in the batch that changed the user.")
     rec_n: int = _f("COURSEPULSE_REC_N", 10, "Items per recommendation list.")
+    rec_republish_s: float = _f("COURSEPULSE_REC_REPUBLISH_S", 86_400.0, "A user's list is re-ranked in every batch that changed them but published (Kafka and Redis) only when its items, order or reasons changed, or when the last one published is this old in event time (keep it below `COURSEPULSE_REDIS_TTL_S` of active users' wall time). 0: every list ranked is published.")
     neighbours_k: int = _f("COURSEPULSE_NEIGHBOURS_K", 20, "Neighbours kept per course.")
     neighbours_refresh_s: float = _f("COURSEPULSE_NEIGHBOURS_REFRESH_S", 1.0, "Changed co-occurrence rows are turned into neighbour lists this often.")
     similarity: str = _f("COURSEPULSE_SIMILARITY", "cosine", "Item similarity: cosine, jaccard or lift.")
@@ -122,6 +123,9 @@ class Settings:
             if not value > 0:
                 msg = f"{env} must be > 0, got {value}"
                 raise ValueError(msg)
+        if self.rec_republish_s < 0:
+            msg = f"COURSEPULSE_REC_REPUBLISH_S must be >= 0 (0: publish every list), got {self.rec_republish_s}"
+            raise ValueError(msg)
         if not 0 < self.referral_threshold < 1:
             msg = f"COURSEPULSE_REFERRAL_THRESHOLD must be in (0, 1), got {self.referral_threshold}"
             raise ValueError(msg)

@@ -42,7 +42,7 @@ from models.profile import DAY_MS, PartitionStats, UserState
 from models.recommend import OnlineRecommender
 from models.referrals import ReferralModels
 from models.retention import RetentionModels
-from models.step import PartitionModels, RecTrigger, StepConfig, step
+from models.step import PartitionModels, RecTrigger, StepConfig, list_due, step
 from schemas.events import Course, Purchase, View
 
 __all__ = ["EvalConfig", "LabelFeed", "PrequentialEvaluator", "popularity_top"]
@@ -187,6 +187,9 @@ class PrequentialEvaluator:
         self._lists: dict[str, _Lists] = {}
         #: user_id -> (trigger, items) of the last list ranked for the user (what the worker published)
         self.last_lists: dict[str, tuple[RecTrigger, list[tuple[str, float, str]]]] = {}
+        #: lists ranked with items, and of them those published (the others were unchanged)
+        self.lists_ranked = 0
+        self.lists_published = 0
         self._last_pub: dict[str, int] = {}
         self._last_snap: dict[str, int] = {}
         self._last_refresh = -(2**62)
@@ -322,7 +325,7 @@ class PrequentialEvaluator:
             for (user, at, risk), x in zip(result.scored, result.scored_features, strict=True):
                 self._snapshot(user, self.states[user], at, x, risk)
         last = max(ev.ts for ev in batch)
-        owed: list[tuple[UserState, RecTrigger]] = []
+        owed: list[tuple[UserState, RecTrigger, bool]] = []
         for result in results:
             for o in result.users:
                 t = o.trigger.ts
@@ -333,7 +336,7 @@ class PrequentialEvaluator:
                 # latest event, with the neighbour lists as they were before this batch's gains
                 if not cfg.rec_interval_ms or t - self._last_pub.get(o.user_id, -(2**62)) >= cfg.rec_interval_ms:
                     self._last_pub[o.user_id] = t
-                    owed.append((o.state, o.trigger))
+                    owed.append((o.state, o.trigger, o.repeated))
         self._publish_many(owed)
         if rises is not None:
             self.recommender.apply_updates(rises.merged_updates(self.recommender.rows._hl_ms))
@@ -360,17 +363,25 @@ class PrequentialEvaluator:
         counts[1] += ours is not None
         counts[2] += base is not None
 
-    def _publish_many(self, owed: list[tuple[UserState, RecTrigger]]) -> None:
-        """Rank the lists owed by a batch (in one ranking call, as the worker does) and record
-        each as the user's published list, with the popularity baseline's list beside it."""
+    def _publish_many(self, owed: list[tuple[UserState, RecTrigger, bool]]) -> None:
+        """Rank the lists owed by a batch (in one ranking call, worded by the repurchase model, as
+        the worker does), publish those the worker would (:func:`models.step.list_due`: changed,
+        aged, or a repeat's), and refresh the popularity baseline's list beside each one ranked."""
         if not owed:
             return
         k = self.config.k
-        ranked = self.recommender.recommend_many([(state, trigger.ts) for state, trigger in owed])
-        for (state, trigger), items in zip(owed, ranked, strict=True):
+        ranked = self.recommender.recommend_many([(state, trigger.ts) for state, trigger, _ in owed])
+        for (state, trigger, repeated), items in zip(owed, ranked, strict=True):
+            if items:
+                items = self.partition_models(trigger.partition).retention.word_repurchase(items, state, trigger.ts)
+            if list_due(state, trigger, items, self.config.step, force=repeated):
+                self.last_lists[state.user_id] = (trigger, items)
+                self.lists_published += 1
             if not items:  # the worker publishes nothing (and keeps the user's previous list)
                 continue
-            self.last_lists[state.user_id] = (trigger, items)
+            self.lists_ranked += 1
+            # published or not, the user's list now has these courses in this order (a list is
+            # left unpublished only when it is the same as the last one published)
             ours = [c for c, _, _ in items][:k]
             self.r.recommended.update(ours)
             self._lists[state.user_id] = _Lists(ours, popularity_top(self._popularity(trigger.ts), state.courses, k))
@@ -474,6 +485,11 @@ class PrequentialEvaluator:
                 "ndcg@10": round(float(np.mean([ndcg_at(h[2], cfg.k) for h in hits])) if n else 0.0, 4),
             },
             "lift_over_baseline": round(ours_hr / base_hr, 3) if base_hr else None,
+            # lists ranked (with items) and published: the others were the same as the user's
+            # last published one (COURSEPULSE_REC_REPUBLISH_S), as the worker leaves them
+            "lists_ranked": self.lists_ranked,
+            "lists_published": self.lists_published,
+            "lists_per_event": round(self.lists_published / max(self.events, 1), 4),
         }
         horizon = int(cfg.horizon_days * DAY_MS)
         y, s, warm_y, warm_s = [], [], [], []

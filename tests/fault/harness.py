@@ -44,6 +44,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from models.profile import FP_CHARS
+from models.step import list_signature
 from schemas.events import Course
 from streams.embedded import _wait_port, free_port, start_process
 from streams.partitioning import partition_for
@@ -579,6 +580,10 @@ def norm_state(s: dict[str, Any]) -> dict[str, Any]:
     # the latest applied event is arrival order too (a user's last view and last purchase come
     # from two topics); the last list must be named after the run's own (see _diff_list)
     out.pop("last_event_id", None)
+    # the last published list's signature and time record a ranking (items depend on when the
+    # neighbour lists arrive): checked against the run's own last list instead (_diff_list)
+    out.pop("rec_sig", None)
+    out.pop("rec_at", None)
     # when the user was last published as a referral candidate (the cool-down stamp) records a
     # decision of the partition's referral model, whose learned state a crash rolls back to its
     # last checkpoint: a model output, not compared (as scores, lists' items and alerts are not)
@@ -666,14 +671,24 @@ def rec_id_for(user_id: str, event_id: str) -> str:
 
 
 def _diff_list(rec: dict[str, Any] | None, base: dict[str, Any] | None, state: dict[str, Any] | None) -> list[str]:
-    """A last list against the baseline's: present in both or neither, not empty, triggered by
-    the last event applied to the user's state, with the rec_id that event gives."""
+    """A last list against the baseline's: present in both or neither, not empty, with the rec_id
+    its event gives, and the one the user's state says was published last (lists are published
+    only when they change): its signature and time (``rec_sig``, ``rec_at``); a state whose last
+    list could not be ranked in its batch (``rec_sig`` 0: published later, from the pending
+    path) must have it named after the last event applied."""
     if (rec is None) != (base is None):
         return ["<missing>" if rec is None else "<unexpected>"]
     if rec is None:
         return []
     bad = []
-    if rec.get("event_id") != (state or {}).get("last_event_id"):
+    state = state or {}
+    if state.get("rec_sig"):
+        items = [(i.get("course_id"), i.get("score"), i.get("reason")) for i in rec.get("items") or []]
+        if list_signature(items) != state["rec_sig"]:
+            bad.append("rec_sig")
+        if rec.get("generated_at") != state.get("rec_at"):
+            bad.append("rec_at")
+    elif rec.get("event_id") != state.get("last_event_id"):
         bad.append("event_id")
     if rec.get("rec_id") != rec_id_for(rec.get("user_id", ""), rec.get("event_id", "")):
         bad.append("rec_id")

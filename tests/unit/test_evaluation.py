@@ -16,6 +16,7 @@ from models.evaluation import (
 from models.evaluation.metrics import ndcg_at
 from models.profile import DAY_MS, UserState
 from models.recommend import OnlineRecommender
+from models.step import StepConfig
 from schemas.events import Course, View
 
 T0 = 1_767_225_600_000
@@ -163,3 +164,25 @@ def test_both_label_classes_are_learned_at_the_same_delay():
     Spy(EvalConfig(), labels=labels).run(events)
     positives = [(clock, t) for clock, y, t in released if y]
     assert positives and all(clock >= t + horizon for clock, t in positives)
+
+
+def test_lists_left_unpublished_because_unchanged_change_no_metric():
+    """Eval publishes as the worker does (only changed lists); the list in effect is the same
+    either way, so every recommendation figure is the one of publishing every list ranked."""
+    rng = random.Random(5)
+    events = []
+    for u in range(30):
+        t = T0 + u * 7 * H
+        for j, c in enumerate(rng.sample(range(30), 3)):
+            for k in range(3):  # the same course watched again: mostly the same list after it
+                t += H
+                events.append(View(event_id=f"u{u}-{j}-{k}", user_id=f"u{u}", ts=t, schema_version=1,
+                                   course_id=f"c{c}", lesson_id="l", watch_seconds=60.0, progress=0.3 * (k + 1)))
+    stream = [*_catalogue(30), *sorted(events, key=lambda e: e.ts)]
+    every = PrequentialEvaluator(EvalConfig(step=StepConfig(republish_ms=0))).run(stream)
+    changed = PrequentialEvaluator(EvalConfig()).run(stream)
+    a, b = every["recs"], changed["recs"]
+    assert a["lists_ranked"] == b["lists_ranked"] == a["lists_published"] > b["lists_published"] > 0
+    for r in (a, b):
+        del r["lists_published"], r["lists_per_event"]
+    assert a == b and a["discoveries"] > 0

@@ -5,10 +5,19 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+from models.profile import DAY_MS as DAY
 from models.profile import PartitionStats, UserState
 from models.referrals import ReferralModels
 from models.retention import RetentionModels
-from models.step import COUNTERS, PartitionModels, StepConfig, step
+from models.step import (
+    COUNTERS,
+    PartitionModels,
+    RecTrigger,
+    StepConfig,
+    list_due,
+    list_signature,
+    step,
+)
 from schemas.events import Purchase, Share, View
 
 T0 = 1_767_225_600_000
@@ -130,3 +139,50 @@ def test_the_step_imports_no_kafka_faust_or_redis():
     names = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
     names |= {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
     assert not {m for m in names if m.split(".")[0] in ("faust", "aiokafka", "redis", "streams", "agents")}
+
+
+# -- publishing a list only when it changed (models.step.list_due) ------------------------------
+
+ITEMS = [("c7", 0.9, "because you watched c1"), ("c8", 0.5, "popular in k1")]
+
+
+def _trigger(ts: int, event_id: str = "e") -> RecTrigger:
+    return RecTrigger(3, event_id, ts)
+
+
+def test_a_list_is_published_when_it_changed_aged_or_may_be_a_redelivery():
+    cfg = StepConfig(republish_ms=DAY)
+    s = UserState("u1")
+    assert list_due(s, _trigger(T0), ITEMS, cfg)  # the first list
+    assert (s.rec_sig, s.rec_at) == (list_signature(ITEMS), T0)
+    # the same courses, order and reasons, other scores: not published, and nothing recorded
+    rescored = [(c, sc / 2, r) for c, sc, r in ITEMS]
+    assert not list_due(s, _trigger(T0 + 1), rescored, cfg) and s.rec_at == T0
+    assert list_due(s, _trigger(T0 + 2), ITEMS[::-1], cfg)  # another order
+    assert list_due(s, _trigger(T0 + 3), [ITEMS[1], (ITEMS[0][0], 0.9, "new in k0")], cfg)  # another reason
+    same = [ITEMS[1], (ITEMS[0][0], 0.9, "new in k0")]
+    assert not list_due(s, _trigger(T0 + 4), same, cfg)
+    assert list_due(s, _trigger(T0 + 4), same, cfg, force=True)  # a repeat's batch: owed again
+    assert not list_due(s, _trigger(T0 + 4 + DAY - 1), same, cfg)
+    assert list_due(s, _trigger(T0 + 4 + DAY), same, cfg) and s.rec_at == T0 + 4 + DAY  # aged
+    assert not list_due(s, _trigger(T0 - DAY), same, cfg)  # a late event does not age it
+
+
+def test_a_list_that_could_not_be_ranked_makes_the_next_one_published():
+    cfg = StepConfig(republish_ms=DAY)
+    s = UserState("u1")
+    assert list_due(s, _trigger(T0), ITEMS, cfg)
+    assert not list_due(s, _trigger(T0 + 1), [], cfg) and s.rec_sig == 0
+    assert list_due(s, _trigger(T0 + 2), ITEMS, cfg)  # the same items, but owed after the gap
+
+
+def test_republish_zero_publishes_every_list_ranked():
+    cfg = StepConfig(republish_ms=0)
+    s = UserState("u1")
+    assert all(list_due(s, _trigger(T0 + i), ITEMS, cfg) for i in range(3))
+
+
+def test_the_signature_is_stable_across_processes_and_never_zero():
+    # a hash randomised per process (Python's hash of str) would republish every list after a restart
+    assert list_signature(ITEMS) == 267638787322422
+    assert list_signature([]) != 0 and 0 < list_signature(ITEMS) < 2**53

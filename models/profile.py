@@ -200,7 +200,7 @@ class UserState:
         these bytes, not the objects (a quarter of the memory), and the changelog carries them."""
         # copied to a bytes object of its own size: orjson's result keeps the whole buffer it
         # was written into (8 KB or more) allocated, whatever the JSON's length
-        return memoryview(orjson.dumps({name: getattr(self, name) for name in _USER_FIELDS})).tobytes()
+        return memoryview(orjson.dumps(self.to_dict())).tobytes()
 
     @classmethod
     def from_bytes(cls, raw: bytes | bytearray | memoryview | dict[str, Any]) -> UserState:

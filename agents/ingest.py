@@ -148,6 +148,7 @@ async def process_batch(batch) -> None:  # noqa: ANN001 - faust events
     by_partition: dict[int, list[tuple[Any, Any]]] = {}
     #: users with an event the partition's previous owner may have processed: their list is owed
     redelivered: set[str] = set()
+    ends: dict[Any, int] = {}  # topic-partition -> its redelivery end, looked up once a batch
     accepted = 0
     for event in batch:
         message = event.message
@@ -173,7 +174,10 @@ async def process_batch(batch) -> None:  # noqa: ANN001 - faust events
             await _misrouted(message, owner)
             continue
         by_partition.setdefault(message.partition, []).append((event, ev))
-        if message.offset < registry.redelivery_end(message.tp, app.consumer):
+        end = ends.get(message.tp)
+        if end is None:
+            end = ends[message.tp] = registry.redelivery_end(message.tp, app.consumer)
+        if message.offset < end:
             redelivered.add(ev.user_id)
 
     if accepted:

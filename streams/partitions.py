@@ -50,7 +50,8 @@ class PartitionRegistry:
             pm = new_partition_models(partition, settings, rules, stats)
             blob = tables.retention.get(str(partition))
             outcome = pm.retention.restore_learned(blob) if blob else "new"
-            states = (s for s in map(UserState.from_bytes, tables.users.values()) if s.partition == partition)
+            states = (UserState.from_bytes(raw) for raw in tables.users.values()
+                      if UserState.partition_in(raw) == partition)
             n = pm.retention.reschedule_all(states)
             metrics.inc("model_restores", f"retention:{outcome}")
             log.info("partition %d: retention models %s, %d users scheduled for silence checks", partition, outcome, n)

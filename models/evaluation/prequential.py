@@ -237,9 +237,19 @@ class PrequentialEvaluator:
     def run(self, events: Iterable[Any]) -> dict[str, Any]:
         """Replay every event; return the report dict (see README, "Evaluation")."""
         started = time.perf_counter()
+        self.feed(events, started)
+        elapsed = time.perf_counter() - started
+        self.r.throughput.append((elapsed, self.events))
+        return self.report(elapsed)
+
+    def feed(self, events: Iterable[Any], started: float | None = None) -> None:
+        """Replay events in the worker's batches (``batch_events`` events, or ``batch_window_ms``
+        of event time): test, then learn with the step. ``started``: the ``perf_counter`` the
+        throughput marks count from."""
+        started = time.perf_counter() if started is None else started
         cfg = self.config
         batch: list[Any] = []
-        next_mark = 50_000
+        next_mark = (self.events // 50_000 + 1) * 50_000
         for ev in events:
             if isinstance(ev, Course):
                 if batch:
@@ -257,9 +267,6 @@ class PrequentialEvaluator:
             batch.append(ev)
         if batch:
             self.step(batch)
-        elapsed = time.perf_counter() - started
-        self.r.throughput.append((elapsed, self.events))
-        return self.report(elapsed)
 
     def _crosses_as_of(self, first: int, t: int) -> bool:
         as_of = self.config.as_of

@@ -165,3 +165,28 @@ def test_a_failed_part_is_recorded_and_the_others_go_on():
     assert [e["part"] for e in result["errors"]] == ["(x) broken"]
     assert "RuntimeError: broker gone" in result["errors"][0]["error"]
     assert "broken" in result["errors"][0]["traceback"]
+
+
+def test_a_scale_point_pads_the_stored_users_without_changing_what_the_window_computes() -> None:
+    from tools.bench.scale import replay_point
+
+    bare, small = replay_point(1, "short", 300, 7, platform_users=150)
+    padded, big = replay_point(3000, "short", 300, 7, platform_users=150)
+    assert small["users_simulated"] < small["users"] < 3000  # no padding: the simulated and the newly arrived
+    assert big["users"] == 3000 and big["users_simulated"] == small["users_simulated"]
+    assert big["measured_events"] == small["measured_events"] == 300
+    assert big["cpu_us_per_event"] > 0 and big["events_per_s"] > 0
+    # the padded users are stored and inert: every list and every simulated user's state is
+    # what the unpadded replay computed
+    assert padded.last_lists.keys() == bare.last_lists.keys() and padded.last_lists == bare.last_lists
+    assert {u: s.to_dict() for u, s in bare.states.items()} == {u: padded.states[u].to_dict() for u in bare.states}
+    assert all(padded.states[u].partition >= 0 for u in padded.states if u.startswith("stored-"))
+
+
+def test_a_scale_point_rejects_nonsense() -> None:
+    from tools.bench.scale import bench_scale_point
+
+    with pytest.raises(ValueError, match="history"):
+        bench_scale_point(10, "medium")
+    with pytest.raises(ValueError, match="measured"):
+        bench_scale_point(10, "short", measured=10**9, platform_users=20)

@@ -233,3 +233,21 @@ def test_an_event_older_than_the_full_session_window_opens_no_session():
     assert s.sessions == RECENT_WINDOW
     s.apply(view(999, base))  # far older than the whole window
     assert s.sessions == RECENT_WINDOW
+
+
+@pytest.mark.parametrize("partition", [-1, 0, 7, 11])
+def test_the_partition_of_a_stored_state_is_read_without_decoding_it_whatever_its_keys(partition):
+    s = UserState('u"partition":3')
+    for i, course in enumerate(['partition', '"partition":5', 'c"partition":1}']):
+        s.apply(view(i, T0 + i, course=course))
+    s.referrals = {"partition": 9, "shares_by_channel": {'"partition":4': 2}}
+    s.partition = partition
+    raw = s.to_bytes()
+    assert raw.count(b'"partition":') > 1  # the user's keys hold the pattern too
+    assert UserState.partition_in(raw) == partition
+    assert UserState.partition_in(bytearray(raw)) == partition
+    assert UserState.partition_in(s.to_dict()) == partition  # a value kept as objects
+    assert UserState.partition_in(orjson.dumps({"user_id": "u1"})) == -1  # written before the field
+    # another field order (not what to_bytes writes) is decoded, not misread
+    odd = orjson.dumps({"partition": partition, "courses": {"x": 1}, "referrals": {"partition": "p"}})
+    assert UserState.partition_in(odd) == partition

@@ -21,13 +21,17 @@ unless ``KAFKA_BROKER`` names one); each live part gets its own topic prefix and
 (g) ``eval``: ``PrequentialEvaluator`` events/s on a simulator file and on the OULAD conversion.
 (h) ``memory``: RSS growth per 100k users of the worker's per-user structures (a fresh process),
     and the (c) worker's RSS.
+(i) ``scale``: the one step's process CPU per event and eval's events/s with 10k, 100k and 1M
+    users stored (short histories) and with long histories, each point in a fresh process
+    (:mod:`tools.bench.scale`); ``eval_speed_ratio_long_history`` and
+    ``worker_cpu_ratio_1m_to_10k_users``.
 With ``py-spy`` available, a further single-worker run is sampled (``py-spy record --nonblocking``)
 and summarised as inclusive/self time per function and per package.
 
 Library code here logs and returns dicts; the CLI prints the table (:func:`table_rows`).
 
 Modules, one job each: ``config`` (what to run, the machine), ``kernels`` (f), ``memory`` (h),
-``evaluation`` (g, and the simulator traffic), ``children`` (child processes and their figures),
+``scale`` (i), ``evaluation`` (g, and the simulator traffic), ``children`` (child processes and their figures),
 ``live`` (a)-(d) and the profile run, ``latency`` (e), ``profile`` (the py-spy summary), ``run``
 (every part in order), ``report`` (table and plot), ``empty_agent`` (the worker of (b)).
 """

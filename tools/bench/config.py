@@ -58,6 +58,10 @@ class BenchConfig:
     memory_users: int = 100_000
     memory_events_per_user: int = 4
     eval_events: int = 20_000
+    #: (i) stored users of the short-history points, the long-history point's users, timed events
+    scale_users: tuple[int, ...] = (10_000, 100_000, 1_000_000)
+    scale_long_users: int = 10_000
+    scale_measured: int = 10_000
     profile: bool = True
     profile_s: float = 20.0
     profile_raw: Path | None = None
@@ -68,7 +72,7 @@ class BenchConfig:
         """Defaults for a full run, or for ``--quick`` (small N, no (d), no OULAD, no profile)."""
         if quick:
             base = {"events": 3000, "latency_s": 4.0, "memory_users": 10_000, "eval_events": 3000,
-                    "profile": False, "oulad": None}
+                    "profile": False, "oulad": None, "scale_users": (10_000, 30_000), "scale_measured": 3000}
         else:
             default_oulad = Path("/tmp/oulad/events.jsonl")
             base = {"oulad": default_oulad if default_oulad.exists() else None}

@@ -95,6 +95,15 @@ def table_rows(result: dict[str, Any]) -> list[tuple[str, str, str]]:
     mem = result.get("memory") or {}
     rows.append(("memory", f"(h) per 100k users ({mem.get('events_per_user', '-')} events each)",
                  _fmt(result.get("memory_mb_per_100k_users"), 1, " MB")))
+    scale = result.get("scale") or {}
+    for point in scale.get("points") or []:
+        rows.append(("scale", f"(i) {point['history']} history ({point['history_events_per_simulated_user']} "
+                              f"events/user), {point['users']:,} users stored",
+                     f"{_fmt(point['events_per_s'], 0, ' ev/s')}, {_fmt(point['cpu_us_per_event'], 0, ' µs')} CPU/event"))
+    if scale:
+        rows.append(("scale", "(i) eval_speed_ratio_long_history", _fmt(scale.get("eval_speed_ratio_long_history"), 2)))
+        rows.append(("scale", "(i) worker_cpu_ratio_1m_to_10k_users (the step's CPU)",
+                     _fmt(scale.get("worker_cpu_ratio_1m_to_10k_users"), 2)))
     w = _get(result, "pipeline_one_worker", "worker_memory", 0) or {}
     rows.append(("memory", "(h) worker RSS after (c) (peak)",
                  f"{_fmt(w.get('vmrss_mb'), 0)} MB ({_fmt(w.get('vmhwm_mb'), 0)} MB)"))
@@ -155,6 +164,44 @@ def write_plot(result: dict[str, Any], path: Path) -> Path:
     m = result.get("machine") or {}
     fig.suptitle(f"CoursePulse benchmark: {m.get('cpu_count')} × {m.get('model_name')}, Python {m.get('python')}",
                  fontsize=10)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def write_scale_plot(result: dict[str, Any], path: Path) -> Path:
+    """(i): CPU per event and events/s against the users stored, short and long histories."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    points = _get(result, "scale", "points") or []
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
+    for history, marker, color in (("short", "o", "#4c72b0"), ("long", "s", "#c44e52")):
+        ps = sorted((p for p in points if p["history"] == history), key=lambda p: p["users"])
+        if not ps:
+            continue
+        label = f"{history} history (~{ps[0]['history_events_per_simulated_user']:.0f} events/user)"
+        x = [p["users"] for p in ps]
+        ax1.plot(x, [p["cpu_us_per_event"] for p in ps], marker=marker, color=color, label=label)
+        ax2.plot(x, [p["events_per_s"] for p in ps], marker=marker, color=color, label=label)
+        for p in ps:
+            ax1.annotate(f"{p['cpu_us_per_event']:.0f}", (p["users"], p["cpu_us_per_event"]), xytext=(4, 4),
+                         textcoords="offset points", fontsize=8)
+            ax2.annotate(f"{p['events_per_s']:,.0f}", (p["users"], p["events_per_s"]), xytext=(4, 4),
+                         textcoords="offset points", fontsize=8)
+    for ax in (ax1, ax2):
+        ax.set_xscale("log")
+        ax.set_xlabel("users stored")
+        ax.set_ylim(bottom=0)
+        ax.legend(fontsize=8)
+    ax1.set_ylabel("process CPU µs per event")
+    ax1.set_title("The step's CPU per event (evaluator process)")
+    ax2.set_ylabel("events/s")
+    ax2.set_title("coursepulse eval events/s")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)

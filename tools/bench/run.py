@@ -27,7 +27,8 @@ from tools.bench.kernels import bench_kernels
 from tools.bench.live import _Live
 from tools.bench.memory import _memory_in_subprocess
 from tools.bench.profile import summarise_profile
-from tools.bench.report import _get, write_plot
+from tools.bench.report import _get, write_plot, write_scale_plot
+from tools.bench.scale import bench_scale
 
 log = logging.getLogger(__name__)
 
@@ -153,6 +154,10 @@ def _headline(result: dict[str, Any]) -> None:
     result["eval_events_per_s"] = _get(result, "eval", "events_per_s")
     result["eval_events_per_s_source"] = _get(result, "eval", "events_per_s_source")
     result["memory_mb_per_100k_users"] = _get(result, "memory", "mb_per_100k_users")
+    result["eval_speed_ratio_long_history"] = _get(result, "scale", "eval_speed_ratio_long_history")
+    result["worker_cpu_ratio_1m_to_10k_users"] = _get(result, "scale", "worker_cpu_ratio_1m_to_10k_users")
+    result["worker_cpu_ratio_source"] = ("(i): process CPU per event of the one step in the evaluator's process "
+                                         "(models.step, as the worker runs it), not of a live worker")
     result["worker_rss_mb_after_c"] = _get(result, "pipeline_one_worker", "worker_memory", 0, "vmrss_mb")
 
 
@@ -186,6 +191,8 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
             result["eval"] = _phase(result, "(g) offline eval", lambda: bench_eval(
                 config.eval_events, oulad=None if config.quick else config.oulad,
                 oulad_events=config.oulad_events, seed=config.seed))
+            result["scale"] = _phase(result, "(i) cost against users and history", lambda: bench_scale(
+                workdir, config.scale_users, config.scale_long_users, config.scale_measured, config.seed))
         requested = Settings.from_env()
         with EmbeddedServices(requested, workdir / "services") as services:
             broker_pid = services.broker.pid if services.broker is not None else None
@@ -212,6 +219,9 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
                                                  | orjson.OPT_SERIALIZE_NUMPY) + b"\n")
     if config.plot_out is not None and not config.latency_rates:  # the plot needs (a)-(d) and fractions of (c)
         _phase(result, "plot", lambda: write_plot(result, config.plot_out))
+    if config.plot_out is not None and result.get("scale"):
+        _phase(result, "scale plot", lambda: write_scale_plot(
+            result, config.plot_out.with_name(config.plot_out.stem + "-scale.png")))
     return result
 
 

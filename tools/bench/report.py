@@ -196,7 +196,7 @@ def write_scale_plot(result: dict[str, Any], path: Path) -> Path:
     for ax in (ax1, ax2):
         ax.set_xscale("log")
         ax.set_xlabel("users stored")
-        ax.set_ylim(bottom=0)
+        ax.set_ylim(0, ax.get_ylim()[1] * 1.15)  # room for the labels above the highest point
         ax.legend(fontsize=8)
     ax1.set_ylabel("process CPU µs per event")
     ax1.set_title("The step's CPU per event (evaluator process)")

@@ -17,7 +17,9 @@ are now positioned as Kafka positions a group with no committed offset: by
 left alone (recovery positions those itself).
 
 The producer flush before a commit really drains (the fourth fix, :func:`_install_full_flush`),
-the output batches of ``streams.outbox`` included.
+the output batches of ``streams.outbox`` included, and fails when any record Faust sent since the
+previous flush was not delivered (a changelog write already handed to aiokafka when the flush
+began was otherwise dropped with a warning, and the commit passed it).
 Faust commits only after ``producer.flush()``, whose buffer part (``ProducerBuffer.flush``: table
 changelog writes and every ``send_soon``) gives up as soon as one message takes more than 0.1 s
 to go out — on a loaded machine, or a slow broker, it returned with records still queued, the
@@ -256,9 +258,51 @@ def _track_sending(original: Any) -> Any:
 
 _faust_flush: Any = None
 
+#: records Faust sent that the broker did not take (changelog writes, ``send_soon``,
+#: ``Topic.send``) since the last producer flush: ``[count, first error]``
+_send_failures: list[Any] = [0, None]
+
+
+def _track_failures(original: Any) -> Any:
+    def on_published(self: Any, fut: Any, message: Any, producer: Any, state: Any) -> None:  # noqa: ANN401
+        original(self, fut, message, producer, state)
+        if not fut.cancelled() and fut.exception() is not None:
+            if not _send_failures[0]:
+                _send_failures[1] = fut.exception()
+            _send_failures[0] += 1
+            metrics.inc("send_failures")
+
+    on_published.coursepulse = True  # type: ignore[attr-defined]
+    return on_published
+
+
+def _fail_flush_on_lost_sends(original: Any) -> Any:
+    async def flush(self: Any) -> None:
+        """The producer's flush, then: a record sent earlier that the broker did not take stops
+        the commit this flush precedes (``ProducerSendError``: Faust crashes the worker, its
+        supervisor restarts it, and the input since the last commit is read again).
+
+        The buffer's flush only sees the records still queued when it starts; a changelog write
+        already handed to aiokafka whose produce failed was logged by Faust and dropped, and
+        the commit then passed it: the state it carried was in the local store but not in the
+        changelog, so a new owner (or a restart on the memory store) read an older state."""
+        from faust.exceptions import ProducerSendError
+
+        await original(self)
+        failed, first = _send_failures
+        if failed:
+            _send_failures[0], _send_failures[1] = 0, None
+            msg = f"{failed} records sent before this commit were not delivered (first: {first!r})"
+            raise ProducerSendError(msg)
+
+    flush.coursepulse = True  # type: ignore[attr-defined]
+    return flush
+
 
 def _install_full_flush() -> None:
     global _faust_flush  # noqa: PLW0603 - the original, kept once
+    from faust.topics import Topic
+    from faust.transport.drivers.aiokafka import Producer
     from faust.transport.producer import ProducerBuffer
 
     if not getattr(ProducerBuffer.flush, "coursepulse", False):
@@ -266,6 +310,10 @@ def _install_full_flush() -> None:
         _full_flush.coursepulse = True  # type: ignore[attr-defined]
         ProducerBuffer.flush = _full_flush  # type: ignore[method-assign]
         ProducerBuffer._send_pending = _track_sending(ProducerBuffer._send_pending)  # noqa: SLF001
+    if not getattr(Topic._on_published, "coursepulse", False):  # noqa: SLF001
+        Topic._on_published = _track_failures(Topic._on_published)  # type: ignore[method-assign]  # noqa: SLF001
+    if not getattr(Producer.flush, "coursepulse", False):
+        Producer.flush = _fail_flush_on_lost_sends(Producer.flush)  # type: ignore[method-assign]
 
 
 def install() -> None:

@@ -142,6 +142,8 @@ CATALOGUE: dict[str, Spec] = {
     "redis_resync_failed": _c("Re-syncs of Redis that failed (retried later)."),
     # the process
     "broker_ok": _g("1 while the broker answers and the changelog topics exist, else 0."),
+    "send_failures": _c("Records Faust sent (changelog writes, Topic.send) that the broker did not take; the next commit fails and the worker restarts."),
+    "broker_short_end_reports": _c("Changelog ends reported below one seen before whose records a fetch found all there (not a loss)."),
     "gc_collections": _c("Garbage-collector runs, by generation.", "generation"),
     "gc_pause_ms_total": _c("Milliseconds spent in garbage-collector pauses, by generation.", "generation"),
     "gc_pause_max_ms": _g("Longest garbage-collector pause seen, ms, by generation.", "generation"),

@@ -147,6 +147,10 @@ class Worker:
         self.port = 0
         self.starts = 0
         self.exits: list[int] = []
+        #: exits the worker chose (a crash, giving up on the broker), restarted by wait_quiet as a
+        #: supervisor (Kubernetes, systemd) would; the test's own kills are not among them
+        self.own_exits: list[int] = []
+        self._ended_by_test = False
 
     @property
     def log_path(self) -> Path:
@@ -155,6 +159,7 @@ class Worker:
     def start(self, wait: bool = True) -> Worker:
         self.port = free_port()
         self.starts += 1
+        self._ended_by_test = False
         env = {**os.environ, **self.settings.to_env(), "COURSEPULSE_WEB_PORT": str(self.port),
                "COURSEPULSE_DATA_DIR": str(self.workdir / f"data-{self.name}"), "PYTHONUNBUFFERED": "1"}
         with self.log_path.open("ab") as fh:
@@ -166,6 +171,16 @@ class Worker:
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
+
+    def supervise(self) -> bool:
+        """Restart the worker if it exited by itself (not killed or stopped by the test); True
+        if it was restarted."""
+        if self.proc is None or self.proc.poll() is None or self._ended_by_test:
+            return False
+        self.own_exits.append(self.proc.returncode)
+        self.exits.append(self.proc.returncode)
+        self.start()
+        return True
 
     def healthy(self) -> bool:
         try:
@@ -203,12 +218,14 @@ class Worker:
 
     def kill9(self) -> None:
         if self.alive():
+            self._ended_by_test = True
             self.proc.send_signal(signal.SIGKILL)
             self.proc.wait(timeout=10)
             self.exits.append(self.proc.returncode)
 
     def stop(self) -> None:
         if self.alive():
+            self._ended_by_test = True
             self.proc.send_signal(signal.SIGTERM)
             try:
                 self.proc.wait(timeout=15)
@@ -372,10 +389,15 @@ async def _offsets_after_commit(settings: Settings, ends: dict[TopicPartition, i
     return out
 
 
+#: restarts of workers that exited by themselves, per wait_quiet (a crash loop fails the run)
+_MAX_RESTARTS = 3
+
+
 def wait_quiet(settings: Settings, ends: dict[TopicPartition, int], workers: list[Worker],
                timeout: float = 60.0, settle: float = 2.5, stall: float = 20.0) -> dict[str, Any]:
     """Wait until the group committed every input partition's end, then ``settle`` s for the
-    timers (profiles, lists, Redis) to publish; report how it went.
+    timers (profiles, lists, Redis) to publish; report how it went. A worker that exits by
+    itself meanwhile (not killed by the test) is restarted, as its supervisor would.
 
     Gives up after ``timeout`` s, or when the committed offsets did not move for ``stall`` s
     (a worker that stopped consuming: waiting longer only costs time), or when no worker lives.
@@ -385,6 +407,7 @@ def wait_quiet(settings: Settings, ends: dict[TopicPartition, int], workers: lis
     caught_up = False
     lag: dict[str, int] = {}
     progress, moved_at = -1, time.monotonic()
+    restarts = 0
     while time.monotonic() < deadline:
         try:
             done = asyncio.run(committed(settings, ends))
@@ -395,6 +418,7 @@ def wait_quiet(settings: Settings, ends: dict[TopicPartition, int], workers: lis
         if not lag and done:
             caught_up = True
             break
+        restarts += sum(w.supervise() for w in workers if restarts < _MAX_RESTARTS)
         if workers and not any(w.alive() for w in workers):
             break
         total = sum(max(0, v) for v in done.values())
@@ -409,6 +433,8 @@ def wait_quiet(settings: Settings, ends: dict[TopicPartition, int], workers: lis
     out = {"caught_up": caught_up, "wait_s": round(time.monotonic() - t0, 1),
            "lag": sum(lag.values()), "alive": [w.name for w in workers if w.alive()],
            "redis_caught_up": redis_caught_up}
+    if restarts:
+        out["supervisor_restarts"] = {w.name: w.own_exits for w in workers if w.own_exits}
     if not caught_up:  # what the live workers say they did (for the report)
         out["lag_by_partition"] = lag
         try:

@@ -23,6 +23,15 @@ log = logging.getLogger(__name__)
 # child processes and their figures
 
 
+def child_json(args: list[str], out: Path, timeout: float) -> Any:  # noqa: ANN401 - the child's JSON
+    """``python -m tools.bench ARGS... OUT`` in a fresh interpreter; the JSON it wrote to ``out``."""
+    import orjson
+
+    subprocess.run([sys.executable, "-m", "tools.bench", *args, str(out)], check=True, timeout=timeout,
+                   cwd=_ROOT, env=child_env({}), stdin=subprocess.DEVNULL)
+    return orjson.loads(out.read_bytes())
+
+
 def child_env(extra: dict[str, str]) -> dict[str, str]:
     """This process's environment plus ``extra``, unbuffered, with the project on ``PYTHONPATH``."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1", **extra}

@@ -85,18 +85,24 @@ def _simulate(n_events: int, seed: int) -> tuple[list[Any], list[Any]]:
     The default platform (2000 users, 60 days) gives ~32 events per user; larger N gets more
     users over the same 60 days.
     """
-    from schemas.events import Course
-    from tools.simulator import PlatformSimulator, SimConfig
+    from tools.simulator import SimConfig
 
     users = max(2000, math.ceil(n_events / 25))
-    sim = PlatformSimulator(SimConfig(users=users, days=60.0, seed=seed))
+    return simulated_records(SimConfig(users=users, days=60.0, seed=seed), n_events)
+
+
+def simulated_records(config: Any, limit: int | None = None) -> tuple[list[Any], list[Any]]:  # noqa: ANN401 - a SimConfig
+    """The catalogue and the user events (the first ``limit``; None: all) of a simulator run."""
+    from schemas.events import Course
+    from tools.simulator import PlatformSimulator
+
     courses: list[Any] = []
     events: list[Any] = []
-    for record in sim.events():
+    for record in PlatformSimulator(config).events():
         if isinstance(record, Course):
             courses.append(record)
         else:
             events.append(record)
-            if len(events) >= n_events:
+            if limit is not None and len(events) >= limit:
                 break
     return courses, events

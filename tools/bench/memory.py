@@ -6,17 +6,13 @@ import gc
 import logging
 import os
 import random
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
-import orjson
-
 from streams.settings import Settings
-from tools.bench.children import child_env
-from tools.bench.config import _DAY_MS, _ROOT
+from tools.bench.children import child_json
+from tools.bench.config import _DAY_MS
 
 log = logging.getLogger(__name__)
 
@@ -126,9 +122,5 @@ def bench_memory(users: int = 100_000, events_per_user: int = 4, *, partitions: 
 
 def _memory_in_subprocess(users: int, events_per_user: int, workdir: Path, timeout: float = 600) -> dict[str, Any]:
     """:func:`bench_memory` in a fresh interpreter (nothing freed before it skews the RSS delta)."""
-    out = workdir / f"memory-{users}-{events_per_user}.json"
-    subprocess.run(
-        [sys.executable, "-m", "tools.bench", "memory", str(users), str(events_per_user), str(out)],
-        check=True, timeout=timeout, cwd=_ROOT, env=child_env({}), stdin=subprocess.DEVNULL,
-    )
-    return orjson.loads(out.read_bytes())
+    return child_json(["memory", str(users), str(events_per_user)], workdir / f"memory-{users}-{events_per_user}.json",
+                      timeout)

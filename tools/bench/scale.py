@@ -26,16 +26,12 @@ import gc
 import logging
 import os
 import resource
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
-import orjson
-
-from tools.bench.children import child_env
-from tools.bench.config import _ROOT
+from tools.bench.children import child_json
+from tools.bench.evaluation import simulated_records
 
 log = logging.getLogger(__name__)
 
@@ -48,18 +44,12 @@ _START_MS = 1_735_689_600_000  # 2025-01-01, fixed: the same platform on every r
 
 
 def _platform(history: str, seed: int, platform_users: int | None = None) -> tuple[list[Any], list[Any]]:
-    from schemas.events import Course
-    from tools.simulator import PlatformSimulator, SimConfig
+    from tools.simulator import SimConfig
 
     shape = dict(HISTORIES[history])
     if platform_users is not None:
         shape["users"] = platform_users
-    sim = PlatformSimulator(SimConfig(seed=seed, start_ms=_START_MS, **shape))
-    courses: list[Any] = []
-    events: list[Any] = []
-    for record in sim.events():
-        (courses if isinstance(record, Course) else events).append(record)
-    return courses, events
+    return simulated_records(SimConfig(seed=seed, start_ms=_START_MS, **shape))
 
 
 def bench_scale_point(users: int, history: str = "short", measured: int = 10_000, seed: int = 7,
@@ -85,7 +75,6 @@ def replay_point(users: int, history: str, measured: int, seed: int,
         raise ValueError(msg)
     past, window = events[:-measured], events[-measured:]
     evaluator = build_evaluator(Settings(), seed=seed)
-    partitions = evaluator.config.partitions
     for course in courses:
         evaluator.add_course(course)
     started = time.perf_counter()
@@ -96,8 +85,6 @@ def replay_point(users: int, history: str, measured: int, seed: int,
 
     # pad the population: copies of the simulated users' states under ids of their own, in the
     # partition their id hashes to (the templates' bytes, decoded once each copy: no shared objects)
-    from streams.partitioning import partition_for
-
     if users < 1 or measured < 1:
         msg = f"users and measured must be >= 1, got {users}, {measured}"
         raise ValueError(msg)
@@ -108,7 +95,7 @@ def replay_point(users: int, history: str, measured: int, seed: int,
     for j in range(max(0, users - simulated - arriving)):
         state = UserState.from_bytes(templates[j % len(templates)])
         state.user_id = f"stored-{j:07d}"
-        state.partition = partition_for(state.user_id.encode(), partitions)
+        state.partition = evaluator.partition_of(state.user_id)
         evaluator.states[state.user_id] = state
     pad_s = time.perf_counter() - started
     gc.enable()
@@ -138,12 +125,8 @@ def replay_point(users: int, history: str, measured: int, seed: int,
 def scale_in_subprocess(users: int, history: str, measured: int, seed: int, workdir: Path,
                         timeout: float = 900) -> dict[str, Any]:
     """:func:`bench_scale_point` in a fresh interpreter (no other part's objects or memory)."""
-    out = workdir / f"scale-{users}-{history}.json"
-    subprocess.run(
-        [sys.executable, "-m", "tools.bench", "scale", str(users), history, str(measured), str(seed), str(out)],
-        check=True, timeout=timeout, cwd=_ROOT, env=child_env({}), stdin=subprocess.DEVNULL,
-    )
-    return orjson.loads(out.read_bytes())
+    return child_json(["scale", str(users), history, str(measured), str(seed)],
+                      workdir / f"scale-{users}-{history}.json", timeout)
 
 
 def bench_scale(workdir: Path, users: tuple[int, ...] = (10_000, 100_000, 1_000_000), long_users: int = 10_000,

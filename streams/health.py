@@ -11,6 +11,16 @@ for the topic list and the end offsets of the app's changelog partitions:
   the data the worker's state was built from, e.g. a memory-only broker restarted empty): the
   worker exits non-zero at once, rather than run on and write outputs that go backwards.
 
+:class:`SendGate` keeps what this worker has not yet delivered out of a broker that came back
+empty. When a connection of the process to the broker breaks (the broker died or restarted),
+the gate closes: aiokafka's produce requests wait, and so do the flushes before commits, until
+a check of the watch that began after the break has found every changelog end where it was.
+Then they go out; if the ends went back the worker gives up with them still held. Without it,
+the producer re-sent its buffered records into the restarted broker within a second, before
+any check could see the loss (on Tansu those writes then made the broker refuse the restarted
+worker's changelog writes at offset 0). Holds are counted in ``send_holds``; a broker that
+restarts with its data costs at most one check interval of delay.
+
 :func:`readiness` is ``/readyz``: ready when partitions are assigned, table recovery has
 completed and the broker answers.
 """
@@ -28,7 +38,7 @@ from streams.kafka_auth import aiokafka_kwargs
 from streams.metrics import metrics
 from streams.settings import Settings
 
-__all__ = ["EXIT_BROKER_LOST", "BrokerLostError", "BrokerWatch", "exit_status", "readiness"]
+__all__ = ["EXIT_BROKER_LOST", "BrokerLostError", "BrokerWatch", "SendGate", "exit_status", "readiness", "send_gate"]
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +48,83 @@ EXIT_BROKER_LOST = 3
 
 class BrokerLostError(RuntimeError):
     """The broker (or the changelog the worker's state came from) is gone."""
+
+
+class SendGate:
+    """Produce requests held from a broken broker connection until the watch has checked the
+    changelog ends again (see the module docstring)."""
+
+    def __init__(self) -> None:
+        self._open = asyncio.Event()
+        self._open.set()
+        #: the watch check that must have begun after the break (its sequence number)
+        self.reopen_after = 0
+        self.holds = 0
+        self.held_since: float | None = None
+
+    @property
+    def is_open(self) -> bool:
+        """Whether produce requests go out now."""
+        return self._open.is_set()
+
+    def close(self, checks_begun: int, why: str) -> None:
+        """Hold produce requests until a check numbered above ``checks_begun`` passes."""
+        self.reopen_after = checks_begun
+        if self._open.is_set():
+            self._open.clear()
+            self.holds += 1
+            self.held_since = time.monotonic()
+            metrics.inc("send_holds")
+            log.warning("%s: holding produce requests until the changelog ends are checked", why)
+
+    def checked(self, check: int) -> None:
+        """A check numbered ``check`` found the changelog ends where they were."""
+        if not self._open.is_set() and check > self.reopen_after:
+            log.warning("changelog ends checked: releasing produce requests held %.1f s",
+                        time.monotonic() - (self.held_since or time.monotonic()))
+            self._open.set()
+
+    async def wait(self) -> None:
+        """Return when produce requests may go out."""
+        await self._open.wait()
+
+
+#: the gate of this process's producers (None until a broker watch runs)
+send_gate: SendGate | None = None
+_gate_installed = False
+
+
+def _install_send_gate(watch: BrokerWatch) -> SendGate:
+    """Route aiokafka's produce requests and broken-connection callbacks through one gate."""
+    global send_gate, _gate_installed  # noqa: PLW0603 - one gate per process, read by the wrappers
+    from aiokafka.client import AIOKafkaClient
+    from aiokafka.conn import CloseReason
+    from aiokafka.producer.sender import Sender
+
+    send_gate = gate = SendGate()
+    if not _gate_installed:
+        _gate_installed = True
+        send_produce_req = Sender._send_produce_req  # noqa: SLF001
+        on_connection_closed = AIOKafkaClient._on_connection_closed  # noqa: SLF001
+
+        async def _send_produce_req(self: Any, node_id: int, batches: Any) -> Any:  # noqa: ANN401
+            held = send_gate
+            if held is not None and not held.is_open:
+                await held.wait()
+            return await send_produce_req(self, node_id, batches)
+
+        def _on_connection_closed(self: Any, conn: Any, reason: Any) -> Any:  # noqa: ANN401
+            held, owner = send_gate, _watch_of_gate
+            if held is not None and owner is not None and reason == CloseReason.CONNECTION_BROKEN:
+                held.close(owner.checks_begun, f"a connection to the broker broke ({conn.host}:{conn.port})")
+            return on_connection_closed(self, conn, reason)
+
+        Sender._send_produce_req = _send_produce_req  # type: ignore[method-assign]  # noqa: SLF001
+        AIOKafkaClient._on_connection_closed = _on_connection_closed  # type: ignore[method-assign]  # noqa: SLF001
+    return gate
+
+
+_watch_of_gate: BrokerWatch | None = None
 
 
 class BrokerWatch:
@@ -53,7 +140,17 @@ class BrokerWatch:
         self.lost_since: float | None = None
         self.ends: dict[tuple[str, int], int] = {}
         self.checks = 0
+        #: checks begun (a check that begins after a broken connection may release the gate)
+        self.checks_begun = 0
+        self.gate: SendGate | None = None
         self._consumer: Any = None
+
+    def hold_sends(self) -> SendGate:
+        """Install the process's :class:`SendGate`, released by this watch's checks."""
+        global _watch_of_gate  # noqa: PLW0603
+        _watch_of_gate = self
+        self.gate = _install_send_gate(self)
+        return self.gate
 
     def changelog_topics(self) -> list[str]:
         """The full names of every table's changelog topic, sorted."""
@@ -61,6 +158,8 @@ class BrokerWatch:
 
     async def run(self) -> None:
         """Check until cancelled; give up as the module docstring says."""
+        if self.gate is None:
+            self.hold_sends()
         try:
             while exit_status is None:
                 await self.check_once()
@@ -70,8 +169,10 @@ class BrokerWatch:
 
     async def check_once(self) -> None:
         """One check of the broker and the changelogs, bounded by the timeout."""
+        self.checks_begun += 1
+        check = self.checks_begun
         try:
-            await asyncio.wait_for(self._check(), self.timeout)
+            verified = await asyncio.wait_for(self._check(), self.timeout)
         except BrokerLostError as exc:
             await self.give_up(str(exc))
             return
@@ -84,6 +185,8 @@ class BrokerWatch:
             if self.lost_since is not None:
                 log.warning("broker back after %.1f s", time.monotonic() - self.lost_since)
             self.problem, self.lost_since = None, None
+            if verified and self.gate is not None:
+                self.gate.checked(check)
         self.checks += 1
         metrics.set("broker_ok", 0.0 if self.problem else 1.0)
         limit = self.settings.broker_loss_exit_s
@@ -96,7 +199,8 @@ class BrokerWatch:
             log.error("%s: not ready; exiting in %.0f s unless it comes back", problem, self.settings.broker_loss_exit_s)
         self.problem = problem
 
-    async def _check(self) -> None:
+    async def _check(self) -> bool:
+        """True when every changelog end was compared (or nothing was written to one yet)."""
         from aiokafka import AIOKafkaConsumer, TopicPartition
 
         if self._consumer is None:
@@ -121,10 +225,10 @@ class BrokerWatch:
                 self._lost(f"changelog topics are gone: {', '.join(missing)}")
                 msg = f"changelog topics are gone from the broker: {', '.join(missing)}"
                 raise BrokerLostError(msg)
-            return
+            return not any(end > 0 for (topic, _), end in self.ends.items() if topic in missing)
         tps = [TopicPartition(t, p) for t in wanted for p in sorted(consumer.partitions_for_topic(t) or ())]
         if not tps:
-            return
+            return not any(end > 0 for end in self.ends.values())
         ends = dict(await consumer.end_offsets(tps))
         went_back = [(tp, self.ends[(tp.topic, tp.partition)], end) for tp, end in ends.items()
                      if end < self.ends.get((tp.topic, tp.partition), 0)]
@@ -138,6 +242,7 @@ class BrokerWatch:
         for tp, end in ends.items():
             key = (tp.topic, tp.partition)
             self.ends[key] = max(end, self.ends.get(key, 0))
+        return True
 
     async def _confirm(self, went_back: list[tuple[Any, int, int]], ends: dict[Any, int]) -> list[tuple[Any, int, int]]:
         """The partitions of ``went_back`` (``(tp, end seen before, end reported now)``) whose

@@ -143,6 +143,7 @@ CATALOGUE: dict[str, Spec] = {
     # the process
     "broker_ok": _g("1 while the broker answers and the changelog topics exist, else 0."),
     "send_failures": _c("Records Faust sent (changelog writes, Topic.send) that the broker did not take; the next commit fails and the worker restarts."),
+    "send_holds": _c("Times a broken broker connection held the producer's requests until the changelog ends were checked again."),
     "broker_short_end_reports": _c("Changelog ends reported below one seen before whose records a fetch found all there (not a loss)."),
     "gc_collections": _c("Garbage-collector runs, by generation.", "generation"),
     "gc_pause_ms_total": _c("Milliseconds spent in garbage-collector pauses, by generation.", "generation"),

@@ -73,6 +73,7 @@ class HealthView(View):
 
 #: the broker and changelog watch behind /readyz (and the exit on broker loss)
 watch = BrokerWatch(app, settings)
+watch.hold_sends()  # before the app's clients connect: their connections report breaks to the gate
 
 
 @app.task

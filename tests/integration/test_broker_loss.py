@@ -93,3 +93,42 @@ def test_broker_back_empty_exit_non_zero(isolated, worker_factory, broker):
     assert waited < EXIT_S, "the loss of the changelogs is seen when the broker answers, not at the deadline"
     log = worker.log_path.read_text(errors="replace")
     assert "giving up: changelog topics are gone" in log or "lost records" in log, worker.log_tail()
+
+
+async def _records_on(settings, prefix: str) -> dict[str, int]:  # noqa: ANN001
+    """Per topic of ``prefix`` on the broker, how many records its partitions hold (ends summed)."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers, group_id=None)
+    await consumer.start()
+    try:
+        topics = sorted(t for t in await consumer.topics() if t.startswith(prefix))
+        tps = [TopicPartition(t, p) for t in topics for p in sorted(consumer.partitions_for_topic(t) or ())]
+        ends = await consumer.end_offsets(tps) if tps else {}
+        return {t: sum(end for tp, end in ends.items() if tp.topic == t) for t in topics}
+    finally:
+        await consumer.stop()
+
+
+def test_broker_back_empty_receives_nothing_the_old_worker_had_not_delivered(isolated, worker_factory, broker):
+    """A broker restarted empty while the worker still holds undelivered outputs and changelog
+    writes: they are held from the broken connection on, and the worker gives up with them
+    still held, so the new broker's topics stay empty (before the send gate, its producer
+    re-sent them into the new broker within a second, and a restarted worker's recovery found
+    changelogs of records it never wrote)."""
+    port, start, kill = broker
+    worker = _ready_worker(isolated, worker_factory, port)
+    settings = dataclasses.replace(isolated, kafka_broker=f"kafka://127.0.0.1:{port}")
+    before = worker.counter("events_in")
+    busy = _events(users=400, per_user=8)
+    run(produce(settings, busy))
+    worker.wait_until(lambda: worker.counter("events_in") > before + 50, 30, "the worker busy with new events")
+    kill()
+    start()  # at once, on the same port, empty
+    run(create_topics(settings))  # as an operator (or the fault suite) re-creates them
+    code, _ = _wait_exit(worker, EXIT_S + 30)
+    assert code == EXIT_BROKER_LOST
+    log = worker.log_path.read_text(errors="replace")
+    assert "holding produce requests" in log, worker.log_tail()
+    held = run(_records_on(settings, settings.topic_prefix))
+    assert held and not any(held.values()), f"records reached the restarted broker: {held}"

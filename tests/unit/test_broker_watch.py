@@ -68,3 +68,56 @@ def test_an_end_a_fetch_confirms_lower_is_lost_records(fetched) -> None:
     fetched.end = 5  # the broker came back with 5 records where 42 were
     with pytest.raises(BrokerLostError, match=r"end 42 -> 5"):
         asyncio.run(watch._check())  # noqa: SLF001
+
+
+def test_held_sends_are_released_only_by_a_check_begun_after_the_break(fetched) -> None:
+    from streams.health import SendGate
+
+    watch = _watch([42, 42, 42])
+    watch.gate = gate = SendGate()
+    asyncio.run(watch.check_once())
+    assert gate.is_open and watch.checks_begun == 1
+    gate.close(watch.checks_begun, "a connection to the broker broke")
+    assert not gate.is_open and gate.holds == 1
+    gate.checked(1)  # a check that began before the break says nothing about the broker after it
+    assert not gate.is_open
+    asyncio.run(watch.check_once())  # begun after the break, every end where it was
+    assert gate.is_open and watch.ends == {("app-users-changelog", 1): 42}
+
+
+def test_held_sends_stay_held_while_a_changelog_written_to_is_missing(fetched) -> None:
+    from streams.health import SendGate
+
+    watch = _watch([42])
+    watch.gate = gate = SendGate()
+    asyncio.run(watch.check_once())
+    watch.app.tables.recovery.completed = SimpleNamespace(is_set=lambda: False)  # a restart's recovery
+    watch._consumer.topics = _no_topics  # noqa: SLF001 - the broker came back without them
+    gate.close(watch.checks_begun, "a connection to the broker broke")
+    asyncio.run(watch.check_once())
+    assert not gate.is_open, "records written to a changelog the broker no longer has must not follow it"
+
+
+async def _no_topics() -> set[str]:
+    return set()
+
+
+def test_a_held_send_waits_for_the_gate() -> None:
+    from streams.health import SendGate
+
+    async def scenario() -> list[str]:
+        gate, seen = SendGate(), []
+        gate.close(0, "a connection to the broker broke")
+
+        async def send() -> None:
+            await gate.wait()
+            seen.append("sent")
+
+        task = asyncio.ensure_future(send())
+        await asyncio.sleep(0.05)
+        seen.append("still held")
+        gate.checked(1)
+        await task
+        return seen
+
+    assert asyncio.run(scenario()) == ["still held", "sent"]

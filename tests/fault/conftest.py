@@ -33,6 +33,7 @@ QUICK = {
     ("two_workers_one_killed", "memory://"),
     ("bad_records", "rocksdb://"),
     ("misrouted", "memory://"),
+    ("broker_loss", "rocksdb://"),  # the send gate's end-to-end claim (seventh session)
 }
 
 

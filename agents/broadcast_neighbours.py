@@ -1,6 +1,8 @@
-"""Keep this worker's copy of every course's neighbours and catalogue entry up to date.
+"""Keep this worker's copy of every course's neighbours and catalogue entry, and of every
+partition's churn classifier parameters, up to date.
 
-Every worker reads all partitions of ``course-neighbours`` and ``courses`` from the beginning
+Every worker reads all partitions of ``course-neighbours``, ``courses`` and ``churn-model``
+(into the merge its partitions score churn with, :class:`models.pooling.SharedModel`) from the beginning
 with a plain consumer (no group), into the dense :class:`models.recommend.NeighbourIndex` the
 ranker's kernel scores from. A Faust GlobalTable would do the same job, but its recovery trusts
 the broker's end offsets (wrong on Tansu) and gives no hook to keep dense arrays in step.
@@ -19,7 +21,7 @@ from schemas.events import Course
 from schemas.exceptions import ValidationError
 from streams.app import app, settings
 from streams.metrics import metrics
-from streams.runtime import index
+from streams.runtime import churn_share, index
 
 __all__ = ["broadcast_neighbours"]
 
@@ -27,9 +29,12 @@ log = logging.getLogger(__name__)
 
 
 def apply_record(topic: str, value: bytes) -> None:
-    """Fold one ``course-neighbours`` or ``courses`` record into the index."""
+    """Fold one ``course-neighbours``, ``courses`` or ``churn-model`` record into the index or the merge."""
     data = orjson.loads(value)
-    if topic == "courses":
+    if topic == "churn-model":
+        churn_share.offer(int(data["partition"]), data["params"])  # kept unless it holds more labels
+        metrics.inc("churn_params_received")
+    elif topic == "courses":
         course = parse(Course, data)
         index.set_course(course.course_id, course.title, course.category, course.tags, course.published_at)
         metrics.inc("catalogue_updates")
@@ -41,8 +46,8 @@ def apply_record(topic: str, value: bytes) -> None:
 
 @app.task
 async def broadcast_neighbours() -> None:
-    """Tail ``course-neighbours`` and ``courses`` for the life of the worker."""
-    names = {settings.topic("course-neighbours"): "course-neighbours", settings.topic("courses"): "courses"}
+    """Tail ``course-neighbours``, ``courses`` and ``churn-model`` for the life of the worker."""
+    names = {settings.topic(n): n for n in ("course-neighbours", "courses", "churn-model")}
     consumer = AIOKafkaConsumer(*names, bootstrap_servers=settings.bootstrap_servers, group_id=None,
                                 auto_offset_reset="earliest", enable_auto_commit=False,
                                 fetch_max_wait_ms=settings.fetch_max_wait_ms)

@@ -252,6 +252,10 @@ async def _flush_batch(updates: list[RowUpdate], results: list[tuple[PartitionSc
     for scope, result in results:
         partition = result.partition
         models = registry.models(partition)
+        if result.churn_params is not None:  # to every worker's merge (this one's has it already)
+            outbox.add(topics.churn_model, str(partition).encode(),
+                       orjson.dumps({"partition": partition, "params": result.churn_params}), 0)
+            metrics.inc("churn_params_sent")
         if result.write_stats:
             scope.put(tables.partition_stats, str(partition), models.stats.to_dict())
             for alert in result.alerts:

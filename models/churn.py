@@ -355,9 +355,32 @@ class OnlineClassifier:
         self.n_learned = 0
         self.drift_count = 0
         self.last_drift_at: int | None = None
+        #: the merge of every partition's classifier (``models.pooling.SharedModel``) that
+        #: predicts once it has learned more labels than this one; not learned state of this
+        #: classifier: never pickled (a checkpoint holds this partition's own model only)
+        self.shared: Any = None
 
     def clone(self) -> OnlineClassifier:
         return clone(self)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state.pop("shared", None)
+        return state
+
+    @property
+    def merged_labels(self) -> int | None:
+        """Labels of the merged classifier that predicts for this one, or None (this one predicts)."""
+        pooled = self._pooled()
+        return None if pooled is None else pooled.n_learned
+
+    def _pooled(self) -> OnlineClassifier | None:
+        """The merged classifier when it knows more than this one (see :attr:`shared`)."""
+        shared = self.shared
+        if shared is None:
+            return None
+        merged: OnlineClassifier | None = shared.get(self)
+        return merged if merged is not None and merged.n_learned > self.n_learned else None
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         # checkpoints written before the prior existed load as classifiers without one
@@ -365,6 +388,7 @@ class OnlineClassifier:
         state.setdefault("prior_feature", "recency_days")
         state.setdefault("prior_scale", 14.0)
         state.setdefault("resolved", deque(maxlen=self.RESOLVED_WINDOW))
+        state.setdefault("shared", None)
         self.__dict__.update(state)
 
     def predict_proba(self, x: Mapping[str, float]) -> float:
@@ -372,14 +396,20 @@ class OnlineClassifier:
         n0 = self.prior_examples
         if n0:
             prior = 1.0 - math.exp(-max(0.0, float(x.get(self.prior_feature, 0.0))) / self.prior_scale)
-            n = self.n_learned
+            pooled = self._pooled()
+            n = (pooled or self).n_learned
             return (n * self.predict_learned(x) + n0 * prior) / (n + n0)
         return self.predict_learned(x)
 
     def predict_learned(self, x: Mapping[str, float], bins: dict[str, float] | None = None) -> float:
         """The learned model's probability alone (without the prior): what ``contributions`` explain.
 
-        ``bins``: ``bin_indicators(x)`` when already computed (the binned model)."""
+        ``bins``: ``bin_indicators(x)`` when already computed (the binned model). The merged
+        classifier of every partition answers when it knows more (:attr:`shared`)."""
+        if self.shared is not None:
+            pooled = self._pooled()
+            if pooled is not None:
+                return pooled.predict_learned(x, bins)
         if self._tree is not None:
             proba = self._tree.predict_proba_one(dict(x))
             return float(proba.get(True, 0.0)) if proba else 0.5
@@ -403,7 +433,8 @@ class OnlineClassifier:
             silence = max(0.0, float(x.get(self.prior_feature, 0.0)))
             if silence >= 1.0:
                 prior = 1.0 - math.exp(-silence / self.prior_scale)
-                self.resolved.append(((self.n_learned * p + n0 * prior) / (self.n_learned + n0), y))
+                n = (self._pooled() or self).n_learned
+                self.resolved.append(((n * p + n0 * prior) / (n + n0), y))
         else:
             self.resolved.append((p, y))
         self._adwin.update(abs(float(y) - p))
@@ -449,7 +480,11 @@ class OnlineClassifier:
 
         A contribution is weight x standardised value, in log-odds, of the logistic model:
         ``intercept + sum(contributions) == logit(predict_proba(x))`` for ``model="logreg"``.
+        The merged classifier's, when it is the one that predicts (:attr:`shared`).
         """
+        pooled = self._pooled()
+        if pooled is not None:
+            return pooled.contributions(x)
         w = self._logreg.weights
         if self.model == "binned":
             contrib = dict.fromkeys(x, 0.0)

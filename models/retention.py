@@ -80,6 +80,19 @@ class RetentionModels:
         self.platform = PlatformActivity()
         self._clustered_day: dict[str, int] = {}
         self.watermark = 0
+        #: the churn classifiers of every partition merged (``models.pooling.SharedModel``), or None
+        self.shared: Any = None
+
+    def share_with(self, shared: Any) -> None:  # noqa: ANN401 - a models.pooling.SharedModel
+        """Score churn with ``shared``'s merge of every partition's classifier (None: this one's)."""
+        self.shared = shared
+        self.churn.classifier.shared = shared
+
+    def share_due(self, partition: int) -> dict[str, Any] | None:
+        """The churn classifier's parameters when this partition owes them to the others."""
+        if self.shared is None:
+            return None
+        return self.shared.due(partition, self.churn.classifier)  # type: ignore[no-any-return]
 
     # -- the event path ------------------------------------------------------------------------
 
@@ -236,6 +249,7 @@ class RetentionModels:
             return "rebuilt"
         if float(horizon) == float(self.horizon_days):
             self.churn.classifier = churn
+            churn.shared = self.shared
             self.repurchase.classifier = repurchase
         else:
             outcome = "relearning"

@@ -132,6 +132,9 @@ class StepResult:
     #: every silence check's ``(user_id, at, risk)`` and features (evaluation records them)
     scored: list[tuple[str, int, float]] = field(default_factory=list)
     scored_features: list[dict[str, float]] = field(default_factory=list)
+    #: the partition's churn classifier parameters owed to the other partitions (``churn-model``
+    #: topic; already in the partition's ``SharedModel``), or None
+    churn_params: dict[str, Any] | None = None
 
 
 def step(events: Sequence[Any], states: Mapping[str, UserState | None], models: PartitionModels,
@@ -173,6 +176,7 @@ def step(events: Sequence[Any], states: Mapping[str, UserState | None], models: 
         result.alerts = models.retention.on_watermark(watermark, read, stats.avg_ltv, scored=result.scored,
                                                       title_of=title_of, scored_features=result.scored_features)
         models.referrals.advance(watermark)  # negative referral labels expire
+        result.churn_params = models.retention.share_due(partition)
     return result
 
 

@@ -7,7 +7,7 @@ creation (``streams.admin``), the JSON Schema documents (``coursepulse schemas``
 >>> spec("churn-alerts").key, spec("churn-alerts").record.__name__
 ('user_id', 'ChurnAlert')
 >>> [t.name for t in TOPICS if t.compacted]
-['courses', 'user-profiles', 'course-neighbours']
+['courses', 'user-profiles', 'course-neighbours', 'churn-model']
 """
 
 from __future__ import annotations
@@ -66,6 +66,8 @@ TOPICS: tuple[TopicSpec, ...] = (
     # internal: referral links repartitioned by share_id, and credits back to the sharer's partition
     TopicSpec("referral-links", "share_id", None, internal=True),
     TopicSpec("referral-credits", "user_id", None, internal=True),
+    # internal: every partition's churn classifier parameters, read by every worker (models.pooling)
+    TopicSpec("churn-model", "partition", None, compacted=True, internal=True, partitions=1),
 )
 
 _BY_NAME = {t.name: t for t in TOPICS}

@@ -109,6 +109,8 @@ CATALOGUE: dict[str, Spec] = {
     "cooc_updates_applied": _c("Co-occurrence row updates applied to owned course rows."),
     "cooc_malformed": _c("Malformed course-cooc messages skipped."),
     "neighbour_lists_published": _c("Course neighbour lists published to course-neighbours."),
+    "churn_params_sent": _c("Churn classifier parameters this worker's partitions published on churn-model."),
+    "churn_params_received": _c("Churn classifier parameters read from churn-model (a partition's are kept in this worker's merge unless it holds some of more labels: its own are there before they come back)."),
     "neighbour_lists_received": _c("Course neighbour lists read into this worker's index."),
     "catalogue_updates": _c("Catalogue (courses) records read into this worker's index."),
     "catalogue_size": _g("Courses in this worker's neighbour index."),

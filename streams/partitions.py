@@ -20,7 +20,7 @@ from streams import tables
 from streams.app import app, settings
 from streams.metrics import metrics
 from streams.partition_models import new_partition_models
-from streams.runtime import handover, rules
+from streams.runtime import churn_share, handover, rules
 
 __all__ = ["PartitionRegistry", "registry"]
 
@@ -47,7 +47,7 @@ class PartitionRegistry:
         pm = self._models.get(partition)
         if pm is None:
             stats = PartitionStats.from_dict(tables.partition_stats.get(str(partition)))
-            pm = new_partition_models(partition, settings, rules, stats)
+            pm = new_partition_models(partition, settings, rules, stats, shared=churn_share)
             blob = tables.retention.get(str(partition))
             outcome = pm.retention.restore_learned(blob) if blob else "new"
             states = (UserState.from_bytes(raw) for raw in tables.users.values()

@@ -14,10 +14,11 @@ from models.profile import SegmentRules
 from models.recommend import NeighbourIndex, Ranker
 from models.step import RecTrigger
 from streams.app import settings
+from streams.partition_models import new_shared_model
 from streams.serving import RedisServing
 
 __all__ = [
-    "YIELD_EVERY", "Handover", "PartitionScope", "RecTrigger", "as_current_event", "handover", "index",
+    "YIELD_EVERY", "Handover", "PartitionScope", "RecTrigger", "as_current_event", "churn_share", "handover", "index",
     "publish_lock", "ranker", "rules", "serving",
 ]
 
@@ -80,6 +81,8 @@ handover = Handover()
 #: the broadcast copy of every course's neighbours, popularity and catalogue entry
 index = NeighbourIndex(settings.neighbours_k, settings.half_life_days)
 ranker = Ranker(n=settings.rec_n, completion=rules.completion)
+#: every partition's churn classifier, merged: what this worker's partitions score churn with
+churn_share = new_shared_model(settings)
 
 
 def as_current_event(event: Any) -> None:

@@ -58,6 +58,7 @@ class Settings:
     churn_release: float = _f("COURSEPULSE_CHURN_RELEASE", 0.4, "An alert episode ends when the risk falls below this (hysteresis) or the user returns.")
     alert_cooldown_days: float = _f("COURSEPULSE_ALERT_COOLDOWN_DAYS", 7.0, "At most one alert per user per this many days (event time).")
     first_check_days: float = _f("COURSEPULSE_FIRST_CHECK_DAYS", 3.0, "A silent user is first scored this many days after their last event, then daily.")
+    churn_share_every: int = _f("COURSEPULSE_CHURN_SHARE_EVERY", 250, "Every partition's churn model publishes its parameters on `churn-model` each time it has learned this many more labels; every worker scores churn with their merge (0: each partition scores with its own model).")
     checkpoint_events: int = _f("COURSEPULSE_CHECKPOINT_EVENTS", 2000, "A partition's learned models are checkpointed to its table every this many events.")
     attribution_days: float = _f("COURSEPULSE_ATTRIBUTION_DAYS", 30.0, "A purchase carrying a `share_id` is credited to the sharer when made within this many days after the share (event time).")
     referral_horizon_days: float = _f("COURSEPULSE_REFERRAL_HORIZON_DAYS", 14.0, "Referral propensity: probability of bringing a converting invitee within this many days (the label horizon).")
@@ -128,6 +129,9 @@ class Settings:
             raise ValueError(msg)
         if not 0 < self.referral_threshold < 1:
             msg = f"COURSEPULSE_REFERRAL_THRESHOLD must be in (0, 1), got {self.referral_threshold}"
+            raise ValueError(msg)
+        if self.churn_share_every < 0:
+            msg = f"COURSEPULSE_CHURN_SHARE_EVERY must be >= 0 (0: no sharing), got {self.churn_share_every}"
             raise ValueError(msg)
         if self.referral_cooldown_days < 0 or self.referral_min_examples < 0:
             msg = (f"COURSEPULSE_REFERRAL_COOLDOWN_DAYS and COURSEPULSE_REFERRAL_MIN_EXAMPLES must be >= 0, "

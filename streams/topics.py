@@ -10,6 +10,7 @@ __all__ = [
     "INPUT_TOPICS",
     "OUTPUT_TOPICS",
     "churn_alerts",
+    "churn_model",
     "course_cooc",
     "course_neighbours",
     "courses",
@@ -58,3 +59,5 @@ course_neighbours = _topic("course-neighbours")
 referral_links = _topic("referral-links")
 #: attribution credits for the sharer, keyed by the sharer's user_id (partitioned like ``users``)
 referral_credits = _topic("referral-credits")
+#: every partition's churn classifier parameters, keyed by partition; read by every worker
+churn_model = _topic("churn-model")

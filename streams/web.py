@@ -177,4 +177,6 @@ class ChurnView(View):
             "risk": rm.churn.risk(state, now, stats.avg_ltv),
             "factors": rm.churn.explain(state, now, top=5, avg_ltv=stats.avg_ltv),
             "examples_learned": rm.churn.n_learned,
+            # labels of every partition's merged model it was scored with (null: the partition's own)
+            "merged_labels": rm.churn.classifier.merged_labels,
         })

@@ -25,7 +25,7 @@ def build_evaluator(settings: Settings, *, horizon_days: float | None = None, as
     from models.evaluation import EvalConfig, PrequentialEvaluator
     from models.profile import SegmentRules
     from models.recommend import OnlineRecommender, Ranker
-    from streams.partition_models import new_partition_models, step_config
+    from streams.partition_models import new_partition_models, new_shared_model, step_config
     from streams.partitioning import partition_for
 
     rules = SegmentRules()
@@ -38,10 +38,11 @@ def build_evaluator(settings: Settings, *, horizon_days: float | None = None, as
                         neighbours_refresh_ms=int(settings.neighbours_refresh_s * 1000), partitions=partitions,
                         step=step_config(settings, rules))
     self_supervised = not (labels is not None and config.learn_from_labels)
+    shared = new_shared_model(settings)  # the partitions publish to it at once (the worker: via churn-model)
 
     def models_factory(partition: int) -> Any:
         return new_partition_models(partition, settings, rules, horizon_days=horizon_days, threshold=threshold,
-                                    seed=seed, self_supervised=self_supervised)
+                                    seed=seed, self_supervised=self_supervised, shared=shared)
 
     recommender = OnlineRecommender(k=settings.neighbours_k, measure=similarity or settings.similarity,
                                     half_life_days=settings.half_life_days, mf_weight=mf_weight, seed=seed,

@@ -68,3 +68,23 @@ def test_learned_churn_state_survives_a_worker_restart(isolated, worker_factory)
     for u in before:
         assert after[u]["risk"] == pytest.approx(before[u]["risk"], abs=1e-9), u
         assert after[u]["examples_learned"] == before[u]["examples_learned"]
+
+
+def test_partitions_share_their_churn_models_through_the_topic(isolated, worker_factory):
+    """Every partition publishes its classifier's parameters on ``churn-model``; the worker reads
+    them back into one merge, and a user is scored with the merge of every partition's labels."""
+    run(create_topics(isolated))
+    worker = worker_factory(isolated, COURSEPULSE_CHURN_SHARE_EVERY="10")
+    events = _traffic(30, users=40)
+    run(produce(isolated, events))
+    worker.wait_until(lambda: worker.counter("events_in") >= len(events), what="all events processed")
+    worker.wait_until(lambda: worker.counter("churn_params_received") >= worker.counter("churn_params_sent") > 0,
+                      30, "the published parameters read back")
+    records = run(read_topic(isolated, "churn-model", idle=3))
+    published = {orjson.loads(r.value)["partition"]: orjson.loads(r.value)["params"] for r in records}
+    assert len(published) >= 2, sorted(published)  # users spread over the 4 partitions
+    assert all(int(r.key) == orjson.loads(r.value)["partition"] for r in records)
+    churn = worker.get_json("/churn/u1")
+    assert churn["merged_labels"] is not None and churn["merged_labels"] > churn["examples_learned"] > 0, churn
+    latest = sum(p["n"] for p in published.values())
+    assert churn["merged_labels"] <= latest

@@ -27,7 +27,7 @@ def test_the_registry_names_every_topic_once_and_everyone_reads_it() -> None:
     names = [t.name for t in TOPICS]
     assert len(names) == len(set(names))
     assert admin.ALL_TOPICS == tuple(names)
-    assert admin.COMPACTED == {t.name for t in TOPICS if t.compacted} == {"courses", "user-profiles", "course-neighbours"}
+    assert admin.COMPACTED == {t.name for t in TOPICS if t.compacted} == {"courses", "user-profiles", "course-neighbours", "churn-model"}
     assert list(jsonschema.ALL_TOPICS) == list(PUBLIC_TOPICS)
     assert all(jsonschema.ALL_TOPICS[n] is spec(n).record for n in PUBLIC_TOPICS)
     assert INPUT_TOPICS == ("views", "purchases", "shares")

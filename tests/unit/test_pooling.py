@@ -109,3 +109,47 @@ def test_a_restored_checkpoint_scores_with_the_merge_it_was_attached_to() -> Non
     again.share_with(shared)
     assert again.restore_learned(blob) == "restored"
     assert again.churn.classifier.shared is shared and again.churn.classifier.merged_labels == 400
+
+
+def test_eval_partitions_publish_through_the_step_and_score_with_the_merge() -> None:
+    """``coursepulse eval``'s evaluator: every partition's step owes its parameters every
+    ``COURSEPULSE_CHURN_SHARE_EVERY`` labels, the merge holds every partition's, and a
+    partition's risks come from it; with 0 each partition scores alone."""
+    import dataclasses
+
+    from streams.settings import Settings
+    from tools.evaluate import build_evaluator
+    from tools.simulator import PlatformSimulator, SimConfig
+
+    records = list(PlatformSimulator(SimConfig(users=240, days=40.0, seed=5, start_ms=1_735_689_600_000)).events())
+    published: list[int] = []
+    import models.step as step_module
+
+    real_step = step_module.step
+
+    def spy(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        result = real_step(*args, **kwargs)
+        if result.churn_params is not None:
+            published.append(result.partition)
+        return result
+
+    settings = dataclasses.replace(Settings(), churn_share_every=20, partitions=4)
+    import models.evaluation.prequential as prequential
+
+    prequential.step, saved = spy, prequential.step
+    try:
+        evaluator = build_evaluator(settings)
+        evaluator.run(records)
+    finally:
+        prequential.step = saved
+    partitions = evaluator.models
+    shared = {id(pm.retention.shared) for pm in partitions.values()}
+    assert len(shared) == 1 and None not in shared, "one merge for every partition"
+    merge_of = next(iter(partitions.values())).retention.shared
+    assert len(set(published)) >= 3 and sorted(merge_of.partitions) == sorted(set(published))
+    own = [pm.retention.churn.classifier for pm in partitions.values()]
+    assert merge_of.n_learned > max(c.n_learned for c in own)
+    assert all(c.merged_labels is not None for c in own if c.n_learned < merge_of.n_learned)
+    alone = build_evaluator(dataclasses.replace(settings, churn_share_every=0))
+    alone.run(records)
+    assert all(pm.retention.churn.classifier.merged_labels is None for pm in alone.models.values())

@@ -377,7 +377,7 @@ class OnlineClassifier:
     def _pooled(self) -> OnlineClassifier | None:
         """The merged classifier when it knows more than this one (see :attr:`shared`)."""
         shared = self.shared
-        if shared is None:
+        if shared is None:  # the common case without sharing: one attribute read
             return None
         merged: OnlineClassifier | None = shared.get(self)
         return merged if merged is not None and merged.n_learned > self.n_learned else None
@@ -396,9 +396,9 @@ class OnlineClassifier:
         n0 = self.prior_examples
         if n0:
             prior = 1.0 - math.exp(-max(0.0, float(x.get(self.prior_feature, 0.0))) / self.prior_scale)
-            pooled = self._pooled()
-            n = (pooled or self).n_learned
-            return (n * self.predict_learned(x) + n0 * prior) / (n + n0)
+            model = self._pooled() or self
+            n = model.n_learned
+            return (n * model._predict_own(x) + n0 * prior) / (n + n0)
         return self.predict_learned(x)
 
     def predict_learned(self, x: Mapping[str, float], bins: dict[str, float] | None = None) -> float:
@@ -406,10 +406,10 @@ class OnlineClassifier:
 
         ``bins``: ``bin_indicators(x)`` when already computed (the binned model). The merged
         classifier of every partition answers when it knows more (:attr:`shared`)."""
-        if self.shared is not None:
-            pooled = self._pooled()
-            if pooled is not None:
-                return pooled.predict_learned(x, bins)
+        return (self._pooled() or self)._predict_own(x, bins)
+
+    def _predict_own(self, x: Mapping[str, float], bins: dict[str, float] | None = None) -> float:
+        """This classifier's own learned probability (a merge never delegates further)."""
         if self._tree is not None:
             proba = self._tree.predict_proba_one(dict(x))
             return float(proba.get(True, 0.0)) if proba else 0.5
@@ -426,14 +426,15 @@ class OnlineClassifier:
         Returns the probability predicted before learning. ``x`` is not modified.
         """
         bins = bin_indicators(x) if self.model == "binned" and self._tree is None else None
-        p = self.predict_learned(x, bins)
+        model = self._pooled() or self  # what predicts: the merge when it knows more
+        p = model._predict_own(x, bins)
         y = bool(y)
         n0 = self.prior_examples
         if n0:  # with a silence prior, the silent examples only: those an alert is chosen among
             silence = max(0.0, float(x.get(self.prior_feature, 0.0)))
             if silence >= 1.0:
                 prior = 1.0 - math.exp(-silence / self.prior_scale)
-                n = (self._pooled() or self).n_learned
+                n = model.n_learned
                 self.resolved.append(((n * p + n0 * prior) / (n + n0), y))
         else:
             self.resolved.append((p, y))

@@ -38,11 +38,13 @@ __all__ = ["PARAMS_FORMAT", "SharedModel", "merge", "parameters"]
 
 #: version of :func:`parameters`' format
 PARAMS_FORMAT = 1
+#: the classifier kinds whose parameters can be averaged (``OnlineClassifier.model``)
+LINEAR = ("logreg", "binned")
 
 
 def parameters(clf: OnlineClassifier) -> dict[str, Any]:
     """What a partition publishes of its classifier (JSON-ready)."""
-    if clf.model not in ("logreg", "binned"):
+    if clf.model not in LINEAR:
         msg = f"only linear classifiers can be averaged, got model={clf.model!r}"
         raise ValueError(msg)
     scaler = clf._scaler  # noqa: SLF001 - the same package's model
@@ -174,7 +176,6 @@ class SharedModel:
         self._shared_at: dict[int, int] = {}
         self._merged: OnlineClassifier | None = None
         self._dirty = False
-        self.offers = 0
 
     @property
     def partitions(self) -> list[int]:
@@ -193,25 +194,26 @@ class SharedModel:
         if not isinstance(partition, int) or isinstance(partition, bool) or partition < 0:
             msg = f"partition must be an int >= 0, got {partition!r}"
             raise ValueError(msg)
-        checked = _check(params)
+        return self._keep(partition, _check(params))
+
+    def _keep(self, partition: int, params: dict[str, Any]) -> bool:
         held = self._params.get(partition)
-        if held is not None and held["n"] > checked["n"]:
+        if held is not None and held["n"] > params["n"]:
             return False
-        self._params[partition] = checked
+        self._params[partition] = params
         self._dirty = True
-        self.offers += 1
         return True
 
     def due(self, partition: int, clf: OnlineClassifier) -> dict[str, Any] | None:
         """``clf``'s parameters when ``partition`` has learned ``every`` labels since it last
         published them (and keeps them here at once); else None."""
-        if not self.every or clf.model not in ("logreg", "binned"):
+        if not self.every or clf.model not in LINEAR:
             return None
         if clf.n_learned < self._shared_at.get(partition, 0) + self.every:
             return None
         self._shared_at[partition] = clf.n_learned
         params = parameters(clf)
-        self.offer(partition, params)
+        self._keep(partition, params)  # made here, in the checked form: no need to check it
         return params
 
     def get(self, template: OnlineClassifier) -> OnlineClassifier | None:

@@ -38,7 +38,7 @@ from streams.kafka_auth import aiokafka_kwargs
 from streams.metrics import metrics
 from streams.settings import Settings
 
-__all__ = ["EXIT_BROKER_LOST", "BrokerLostError", "BrokerWatch", "SendGate", "exit_status", "readiness", "send_gate"]
+__all__ = ["EXIT_BROKER_LOST", "BrokerLostError", "BrokerWatch", "SendGate", "exit_status", "readiness"]
 
 log = logging.getLogger(__name__)
 
@@ -89,42 +89,41 @@ class SendGate:
         await self._open.wait()
 
 
-#: the gate of this process's producers (None until a broker watch runs)
-send_gate: SendGate | None = None
+#: the watch whose gate holds this process's produce requests (None until one holds sends)
+_gate_owner: BrokerWatch | None = None
 _gate_installed = False
 
 
 def _install_send_gate(watch: BrokerWatch) -> SendGate:
-    """Route aiokafka's produce requests and broken-connection callbacks through one gate."""
-    global send_gate, _gate_installed  # noqa: PLW0603 - one gate per process, read by the wrappers
+    """Route aiokafka's produce requests and broken-connection callbacks through ``watch``'s
+    gate (one per process: the last watch installed owns it)."""
+    global _gate_owner, _gate_installed  # noqa: PLW0603 - one gate per process, read by the wrappers
     from aiokafka.client import AIOKafkaClient
     from aiokafka.conn import CloseReason
     from aiokafka.producer.sender import Sender
 
-    send_gate = gate = SendGate()
+    gate = SendGate()
+    _gate_owner = watch
     if not _gate_installed:
         _gate_installed = True
         send_produce_req = Sender._send_produce_req  # noqa: SLF001
         on_connection_closed = AIOKafkaClient._on_connection_closed  # noqa: SLF001
 
         async def _send_produce_req(self: Any, node_id: int, batches: Any) -> Any:  # noqa: ANN401
-            held = send_gate
-            if held is not None and not held.is_open:
-                await held.wait()
+            owner = _gate_owner
+            if owner is not None and owner.gate is not None and not owner.gate.is_open:
+                await owner.gate.wait()
             return await send_produce_req(self, node_id, batches)
 
         def _on_connection_closed(self: Any, conn: Any, reason: Any) -> Any:  # noqa: ANN401
-            held, owner = send_gate, _watch_of_gate
-            if held is not None and owner is not None and reason == CloseReason.CONNECTION_BROKEN:
-                held.close(owner.checks_begun, f"a connection to the broker broke ({conn.host}:{conn.port})")
+            owner = _gate_owner
+            if owner is not None and owner.gate is not None and reason == CloseReason.CONNECTION_BROKEN:
+                owner.gate.close(owner.checks_begun, f"a connection to the broker broke ({conn.host}:{conn.port})")
             return on_connection_closed(self, conn, reason)
 
         Sender._send_produce_req = _send_produce_req  # type: ignore[method-assign]  # noqa: SLF001
         AIOKafkaClient._on_connection_closed = _on_connection_closed  # type: ignore[method-assign]  # noqa: SLF001
     return gate
-
-
-_watch_of_gate: BrokerWatch | None = None
 
 
 class BrokerWatch:
@@ -147,8 +146,6 @@ class BrokerWatch:
 
     def hold_sends(self) -> SendGate:
         """Install the process's :class:`SendGate`, released by this watch's checks."""
-        global _watch_of_gate  # noqa: PLW0603
-        _watch_of_gate = self
         self.gate = _install_send_gate(self)
         return self.gate
 
